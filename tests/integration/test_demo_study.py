@@ -1,0 +1,134 @@
+"""End to end through the CLI: a tiny study runs in Ray, and survives a SIGKILL of its driver."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+TINY = [
+    "--set", "data.synthetic.num_images=80",
+    "--set", "data.synthetic.image_size=32",
+    "--set", "params.image_size=32",
+    "--set", "params.batch_size=16",
+    "--set", "search.num_samples=3",
+    "--set", "scheduler.name=fifo",
+]
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def _epochs(trial_dir: Path) -> list[int]:
+    lines = (trial_dir / "result.json").read_text().splitlines()
+    return [json.loads(line)["epoch"] for line in lines if line.strip()]
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+
+
+def _trial_dirs(study_dir: Path) -> list[Path]:
+    return sorted(p for p in study_dir.iterdir() if p.is_dir() and p.name.startswith("classifier_"))
+
+
+def _wandb_run_ids(study_dir: Path) -> set[str]:
+    return {p.name.rsplit("-", 1)[-1] for p in study_dir.glob("*/wandb/offline-run-*")}
+
+
+def _kill_session(process: subprocess.Popen) -> None:
+    """SIGKILLs the driver, then whatever of its Ray session survives (only what we started)."""
+    process.kill()
+    process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def test_demo_study_runs_end_to_end(tmp_path):
+    storage = tmp_path / "results"
+    completed = subprocess.run(
+        _cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage), "--set", "params.epochs=2", *TINY),
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    study_dir = storage / "demo"
+    trials = _trial_dirs(study_dir)
+    assert len(trials) == 3
+    for trial in trials:
+        assert _epochs(trial) == [1, 2]
+        assert sorted(p.name for p in trial.glob("checkpoint_*")), f"no checkpoint in {trial}"
+        last = _results(trial)[-1]
+        for key in ("train/loss", "val/loss", "val/accuracy", "val/f1", "test/accuracy"):
+            assert key in last
+    assert len(_wandb_run_ids(study_dir)) == len(trials)
+    board = json.loads((study_dir / "leaderboard.json").read_text())
+    assert board["metric"] == "val/accuracy" and len(board["trials"]) == 3
+    bests = [row["best"] for row in board["trials"]]
+    assert bests == sorted(bests, reverse=True)
+    assert (study_dir / "leaderboard.csv").read_text().startswith("rank,trial_id")
+    # the searcher suggested different configs for the three trials
+    configs = {json.dumps({k: r[f"config/{k}"] for k in ("lr", "dropout")}) for r in board["trials"]}
+    assert len(configs) == 3
+    assert "wandb sync" in completed.stderr
+
+
+def _interrupted_trial(study_dir: Path, epochs: int) -> Path | None:
+    """A trial with a checkpoint, not finished, whose checkpoint the experiment state has seen."""
+    states = sorted(study_dir.glob("experiment_state-*.json"))
+    if not states:
+        return None
+    state_mtime = states[-1].stat().st_mtime
+    for trial in _trial_dirs(study_dir):
+        checkpoints = sorted(trial.glob("checkpoint_*"))
+        if checkpoints and state_mtime > checkpoints[-1].stat().st_mtime and 0 < len(_epochs(trial)) < epochs:
+            return trial
+    return None
+
+
+def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
+    epochs = 6
+    storage = tmp_path / "results"
+    study_dir = storage / "demo"
+    driver = subprocess.Popen(
+        _cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage),
+             "--set", f"params.epochs={epochs}", "--set", "checkpoints.num_to_keep=1",
+             "--set", "data.synthetic.num_images=160", "--set", "data.synthetic.image_size=64",
+             "--set", "params.image_size=64", *TINY[4:]),
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    interrupted = None
+    try:
+        deadline = time.monotonic() + 300
+        while interrupted is None and time.monotonic() < deadline and driver.poll() is None:
+            time.sleep(0.2)
+            if study_dir.is_dir():
+                interrupted = _interrupted_trial(study_dir, epochs)
+    finally:
+        _kill_session(driver)
+    assert interrupted is not None, "no trial was caught between checkpoints: " + driver.stderr.read().decode()[-3000:]
+    epochs_before = max(_epochs(interrupted))
+
+    completed = subprocess.run(_cli("resume", str(study_dir)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+
+    trials = _trial_dirs(study_dir)
+    assert len(trials) == 3
+    for trial in trials:
+        assert _epochs(trial) == list(range(1, epochs + 1)), f"{trial.name} did not run each epoch once"
+    resumed = [r for r in _results(interrupted) if r["epoch"] > epochs_before]
+    assert resumed[0]["resumed_from_epoch"] == epochs_before  # the epoch counter did not restart
+    assert len(_wandb_run_ids(study_dir)) == len(trials)
+    assert json.loads((study_dir / "leaderboard.json").read_text())["trials"][0]["epochs"] == epochs

@@ -1,0 +1,68 @@
+"""The one registry of trainables.
+
+Each entry pairs a pydantic config model (cheap to import: the CLI validates studies with it
+before Ray or torch are loaded) with the import path of the Ray Tune function trainable.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from pydantic import BaseModel
+
+from orchestrator.registry import Registry
+
+__all__ = ["TRAINABLES", "TrainableEntry", "get_trainable", "register_trainable"]
+
+
+@dataclass(frozen=True)
+class TrainableEntry:
+    """A registered trainable.
+
+    Attributes:
+        name: Registry key used in study files (``trainable: classifier``).
+        config_model: Pydantic model of the trial config (unknown keys are rejected).
+        entrypoint: ``"module:function"`` of the Ray Tune function trainable.
+        epochs_key: Config key holding the epoch budget (the schedulers' ``max_t``).
+    """
+
+    name: str
+    config_model: type[BaseModel]
+    entrypoint: str
+    epochs_key: str = "epochs"
+
+    def load(self) -> Callable[[dict[str, Any]], None]:
+        """Imports and returns the trainable function (imports torch)."""
+        module_name, function_name = self.entrypoint.split(":")
+        return getattr(importlib.import_module(module_name), function_name)
+
+    def as_trainable(self) -> Callable[[dict[str, Any]], None]:
+        """A function trainable named after the entry that imports the real one when called.
+
+        The driver hands it to Ray without importing torch; each worker imports on first use.
+        """
+        entrypoint = self.entrypoint
+
+        def trainable(config: dict[str, Any]) -> None:
+            module_name, function_name = entrypoint.split(":")
+            getattr(importlib.import_module(module_name), function_name)(config)
+
+        trainable.__name__ = trainable.__qualname__ = self.name
+        return trainable
+
+
+TRAINABLES: Registry[TrainableEntry] = Registry("trainable")
+
+
+def register_trainable(name: str, config_model: type[BaseModel], entrypoint: str) -> TrainableEntry:
+    """Registers a trainable; returns its entry."""
+    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint)
+    TRAINABLES.register(name)(entry)
+    return entry
+
+
+def get_trainable(name: str) -> TrainableEntry:
+    """Returns the trainable ``name``; unknown names list the valid ones."""
+    return TRAINABLES.get(name)

@@ -1,0 +1,58 @@
+"""Typed defaults of the ``classifier`` trainable: the single place they live."""
+
+from __future__ import annotations
+
+from typing import Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from trainables.data.config import DataConfig
+
+__all__ = ["ClassifierConfig"]
+
+
+class ClassifierConfig(BaseModel):
+    """One classifier trial. Search spaces suggest values for these same keys.
+
+    Attributes:
+        data: Dataset section (filled from the study's ``data``).
+        backbone: A ``timm`` model name (``resnet18``, ``efficientnetv2_rw_s``, ...).
+        pretrained: ``False``, ``True`` (timm hub; fails fast offline) or a local
+            ``.safetensors``/``.pth`` weights file.
+        pooling: Global pooling of the last feature map: average (gap) or max (gmp).
+        dropout: Dropout before the output layer (and after the dense layer).
+        dense_units: Width of the hidden dense layer; 0 removes it.
+        loss: ``bce`` (binary, one logit), ``ce`` (softmax over K logits) or ``auto``
+            (bce for two classes, ce otherwise).
+        positive_class: Class name scored as positive by binary metrics; default the
+            second class in sorted order.
+        epochs: Epoch budget (the schedulers' ``max_t``).
+        image_size: Square input side in pixels.
+        augment: Random horizontal flips on training batches.
+        seed: Seeds weights, batch order and augmentation.
+        device: ``auto`` takes CUDA when present.
+        amp: Mixed precision (CUDA only; ignored on CPU).
+        channels_last: NHWC memory format (CUDA only; ignored on CPU).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: DataConfig
+    backbone: str = "resnet18"
+    pretrained: Union[bool, str] = False
+    pooling: Literal["gap", "gmp"] = "gap"
+    dropout: float = Field(0.5, ge=0.0, lt=1.0)
+    dense_units: int = Field(256, ge=0)
+    loss: Literal["auto", "bce", "ce"] = "auto"
+    positive_class: Union[str, None] = None
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: int = Field(128, ge=1)
+    epochs: int = Field(10, ge=1)
+    image_size: int = Field(128, ge=16)
+    augment: bool = True
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True
+    channels_last: bool = True
