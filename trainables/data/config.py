@@ -21,7 +21,7 @@ class SyntheticConfig(BaseModel):
 
     num_images: int = Field(600, ge=10)
     image_size: int = Field(128, ge=16)
-    seed: int = 0
+    seed: int = Field(0, ge=0)
     positive_fraction: Ratio = 0.5
 
 

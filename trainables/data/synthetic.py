@@ -263,6 +263,7 @@ def _scratches(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
 
 
 def _blob_field(rng: np.random.Generator, size: int, area: float) -> np.ndarray:
+    """An irregular blob: negative distance to a centre, roughened by low-frequency noise."""
     yy, xx = _grid(size)
     cy, cx = _point(rng, 0.1, 0.9)
     radius = math.sqrt(area / math.pi)
@@ -312,7 +313,7 @@ _LARGE_PATCHES = (_blob_field, _edge_field)  # drips and pits stay small
 
 
 def _rust_mask(rng: np.random.Generator, size: int) -> np.ndarray:
-    """Union of 1-3 patches; cover log-uniform in 5%..40% of the image, or 1%..3% for 15% of samples."""
+    """Union of 1-3 patches; cover log-uniform in 5%..40% of the image, or 1%..3% for 12% of samples."""
     low, high = (0.01, 0.03) if rng.random() < 0.12 else (0.05, 0.4)
     cover = math.exp(rng.uniform(math.log(low), math.log(high)))
     patches = int(rng.choice([1, 2, 3], p=[0.6, 0.3, 0.1]))
@@ -363,7 +364,7 @@ def _shadow(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     size = image.shape[0]
     yy, xx = _grid(size)
     edge = _direction(rng, yy, xx, 2.0 * math.pi) - rng.uniform(-0.2, 0.9) + 0.05 * _fractal(rng, size, 2)
-    shade = 1.0 / (1.0 + np.exp(-edge / rng.uniform(0.02, 0.1)))
+    shade = 0.5 + 0.5 * np.tanh(edge / rng.uniform(0.04, 0.2))  # a logistic step; no overflow
     return image * (1.0 - rng.uniform(0.2, 0.55) * shade)[..., None]
 
 
@@ -374,7 +375,8 @@ def _water_stain(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
     cy, cx = _point(rng, 0.2, 0.8)
     radius = rng.uniform(0.08, 0.3)
     dist = np.hypot(yy - cy, xx - cx) * (1.0 + 0.15 * _fractal(rng, size, 4, 2))
-    ring = np.exp(-(((dist - radius) / (0.012 + 0.01 * rng.random())) ** 2)) + 0.3 * (dist < radius).astype(np.float32)
+    ring = np.exp(-(((dist - radius) / (0.012 + 0.01 * rng.random())) ** 2))
+    ring += 0.3 * (dist < radius).astype(np.float32)
     tint = np.array([0.95, 0.93, 0.86], dtype=np.float32) * rng.uniform(0.75, 0.9)
     return image * (1.0 - rng.uniform(0.1, 0.3) * ring[..., None] * (1.0 - tint))
 
