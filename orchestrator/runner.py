@@ -149,14 +149,21 @@ def _init_ray(study: Study) -> None:
         ray.init(num_cpus=study.ray.num_cpus, include_dashboard=False, log_to_driver=False)
 
 
-def _prepare_data(study: Study, console: Console) -> None:
-    """Generates the synthetic set in the driver, so trials never race to build it."""
-    if study.data.is_synthetic:
-        from trainables.data.folder import resolve_root
+def _prepare_data(study: Study, study_dir: Path, console: Console) -> Study:
+    """Scans and splits the data once in the driver; trials then read the study's manifest.
 
-        with console.status("Preparing the synthetic corrosion dataset..."):
-            root = resolve_root(study.data)
-        console.print(f"Data: {root}")
+    Raises:
+        StudyError: the data cannot be used (the scan report stays in ``<study>/data/``).
+    """
+    from trainables.data.prepare import DataPreparationError, prepare_dataset
+
+    task = get_trainable(study.trainable).task
+    try:
+        with console.status("Scanning and splitting the dataset..."):
+            data = prepare_dataset(study.data, task, study_dir, log=lambda line: console.print(line, highlight=False))
+    except DataPreparationError as err:
+        raise StudyError(str(study_dir), [str(err), f"then start it again with `corrotune resume {study_dir}`"]) from None
+    return study.model_copy(update={"data": data})
 
 
 def _finish(study: Study, study_dir: Path, results, console: Console) -> StudyOutcome:
@@ -190,6 +197,7 @@ def run_study(study: Study, storage: str | os.PathLike = DEFAULT_STORAGE, consol
 
 
 def _launch(study: Study, study_dir: Path, console: Console) -> StudyOutcome:
+    study = _prepare_data(study, study_dir, console)
     mode = _prepare(study, console)
     tuner = build_tuner(study, study_dir.parent, mode, console)
     console.print(f"Study [bold]{study.name}[/bold]: {study.num_samples} trials -> {study_dir}")
@@ -197,11 +205,10 @@ def _launch(study: Study, study_dir: Path, console: Console) -> StudyOutcome:
 
 
 def _prepare(study: Study, console: Console) -> str:
-    """Environment, data and Ray, in that order (workers inherit the environment)."""
+    """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     mode = configure_wandb_env(study)
-    _prepare_data(study, console)
     _init_ray(study)
     return mode
 
@@ -234,7 +241,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None) -
     if not tune.Tuner.can_restore(str(study_dir)):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, study_dir, console)
-    _prepare(study, console)
+    _prepare(_prepare_data(study, study_dir, console), console)
     tuner = tune.Tuner.restore(
         str(study_dir), trainable=_trainable(study), resume_unfinished=True, resume_errored=True
     )

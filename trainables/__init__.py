@@ -13,7 +13,7 @@ from trainables._registry import TRAINABLES, TrainableEntry, get_trainable, regi
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
 
-register_trainable("classifier", ClassifierConfig, "trainables.classifier:train_classifier")
+register_trainable("classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification")
 
 __all__ = [
     "TRAINABLES",

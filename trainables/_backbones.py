@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
+import difflib
 from pathlib import Path
 from typing import Union
 
+import torch
 from torch import nn
 
 __all__ = ["PretrainedWeightsError", "create_backbone"]
@@ -13,6 +14,50 @@ __all__ = ["PretrainedWeightsError", "create_backbone"]
 
 class PretrainedWeightsError(RuntimeError):
     """Pretrained weights could not be loaded (offline hub, missing or bad local file)."""
+
+
+_PREFIXES = ("module.", "model.", "backbone.", "encoder.")
+"""Wrappers whose prefix a saved state dict may carry (DDP, Lightning, our ClassifierNet)."""
+
+
+def _read_state_dict(path: Path) -> dict:
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model", "model_state_dict"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    return state
+
+
+def _load_local_weights(model: nn.Module, name: str, path: Path) -> None:
+    """Loads a local weights file, refusing one that would leave backbone weights unset.
+
+    Common wrapper prefixes are stripped and classifier weights of the file ignored; every
+    parameter of the backbone must then be found, with matching shapes.
+    """
+    if not path.is_file():
+        raise PretrainedWeightsError(f"pretrained weights file {str(path)!r} does not exist")
+    try:
+        state = _read_state_dict(path)
+    except Exception as err:  # corrupt file, pickle refused, wrong format
+        raise PretrainedWeightsError(f"could not read weights file {str(path)!r} for {name!r}: {err}") from err
+    expected = model.state_dict()
+    for prefix in _PREFIXES:
+        if not (state.keys() & expected.keys()) and any(k.startswith(prefix) for k in state):
+            state = {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    usable = {k: v for k, v in state.items() if k in expected}
+    missing = sorted(expected.keys() - usable.keys())
+    mismatched = sorted(k for k, v in usable.items() if tuple(v.shape) != tuple(expected[k].shape))
+    if missing or mismatched:
+        raise PretrainedWeightsError(
+            f"{str(path)!r} does not fit backbone {name!r}: {len(missing)} weight(s) missing "
+            f"(e.g. {missing[:3]}), {len(mismatched)} of another shape (e.g. {mismatched[:3]}). "
+            "Is it a checkpoint of this timm model?"
+        )
+    model.load_state_dict(usable, strict=False)
 
 
 def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Module:
@@ -30,21 +75,15 @@ def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Modul
     import timm
 
     if not timm.is_model(name):
-        close = timm.list_models(f"*{name.split('_')[0]}*")[:10]
+        close = difflib.get_close_matches(name, timm.list_models(), n=12, cutoff=0.6)
         raise KeyError(f"Unknown timm backbone {name!r}. Close names: {', '.join(close) or '(none)'}")
     kwargs = dict(num_classes=0, global_pool="")
     if isinstance(pretrained, str):
-        path = Path(pretrained).expanduser()
-        if not path.is_file():
-            raise PretrainedWeightsError(f"pretrained weights file {str(path)!r} does not exist")
-        try:
-            return timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(path)}, **kwargs)
-        except Exception as err:  # timm raises several types for a bad file
-            raise PretrainedWeightsError(f"could not load {str(path)!r} into {name!r}: {err}") from err
+        model = timm.create_model(name, pretrained=False, **kwargs)
+        _load_local_weights(model, name, Path(pretrained).expanduser())
+        return model
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
-    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as err:  # network, hub or cache errors

@@ -25,12 +25,14 @@ class TrainableEntry:
         name: Registry key used in study files (``trainable: classifier``).
         config_model: Pydantic model of the trial config (unknown keys are rejected).
         entrypoint: ``"module:function"`` of the Ray Tune function trainable.
+        task: ``classification`` or ``segmentation``: how its dataset is read.
         epochs_key: Config key holding the epoch budget (the schedulers' ``max_t``).
     """
 
     name: str
     config_model: type[BaseModel]
     entrypoint: str
+    task: str = "classification"
     epochs_key: str = "epochs"
 
     def load(self) -> Callable[[dict[str, Any]], None]:
@@ -56,9 +58,9 @@ class TrainableEntry:
 TRAINABLES: Registry[TrainableEntry] = Registry("trainable")
 
 
-def register_trainable(name: str, config_model: type[BaseModel], entrypoint: str) -> TrainableEntry:
+def register_trainable(name: str, config_model: type[BaseModel], entrypoint: str, task: str) -> TrainableEntry:
     """Registers a trainable; returns its entry."""
-    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint)
+    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint, task=task)
     TRAINABLES.register(name)(entry)
     return entry
 

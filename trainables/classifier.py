@@ -30,8 +30,9 @@ from trainables._runtime import (
     set_rng_state,
 )
 from trainables.classifier_config import ClassifierConfig
-from trainables.data.folder import read_classification_folder, resolve_root
-from trainables.data.tensors import SplitTensors, load_split_tensors, normalize
+from trainables.data.augment import Augmentation, build_augmentation, normalize_batch
+from trainables.data.prepare import load_index
+from trainables.data.tensors import SplitTensors, load_split_tensors
 from trainables.metrics import classification_metrics
 from trainables.models.classifier import ClassifierNet
 
@@ -51,6 +52,7 @@ def build_model(cfg: ClassifierConfig, num_classes: int) -> ClassifierNet:
         pooling=cfg.pooling,
         dense_units=cfg.dense_units,
         dropout=cfg.dropout,
+        feature_format=str(getattr(backbone, "output_fmt", "NCHW")),
     )
 
 
@@ -70,9 +72,11 @@ def _loss(loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> to
     return loss_fn(logits, targets)
 
 
-def _prepare(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    x = normalize(images.to(device, non_blocking=True))
-    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+def _prepare(images: torch.Tensor, cfg: ClassifierConfig, device: torch.device) -> torch.Tensor:
+    x = normalize_batch(images.to(device, non_blocking=True), cfg.normalization)
+    if cfg.channels_last and device.type == "cuda":
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def train_one_epoch(
@@ -84,20 +88,21 @@ def train_one_epoch(
     generator: torch.Generator,
     device: torch.device,
     scaler: torch.amp.GradScaler,
+    augmentation: Augmentation,
 ) -> float:
-    """One pass over ``data`` in a seeded order; returns the mean training loss."""
+    """One pass over ``data`` in a seeded order; returns the mean training loss.
+
+    The order and every augmentation draw come from ``generator``, so a resumed epoch that
+    starts from the same generator state replays exactly.
+    """
     model.train()
     use_amp = cfg.amp and device.type == "cuda"
-    channels_last = cfg.channels_last and device.type == "cuda"
     order = torch.randperm(len(data), generator=generator)
     total, seen = 0.0, 0
     for start in range(0, len(order), cfg.batch_size):
         index = order[start : start + cfg.batch_size]
-        images = data.images[index]  # (B, 3, H, W) uint8
-        if cfg.augment:
-            flip = torch.rand(len(index), generator=generator) < 0.5
-            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(-1), images)
-        x = _prepare(images, device, channels_last)
+        images, _ = augmentation(data.images[index], None, generator)  # (B, 3, H, W) uint8
+        x = _prepare(images, cfg, device)
         y = data.labels[index].to(device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, use_amp):
@@ -125,10 +130,9 @@ def evaluate(
 ) -> dict[str, float]:
     """Scores ``data``; returns ``{prefix}/loss`` and the classification metrics."""
     model.eval()
-    channels_last = cfg.channels_last and device.type == "cuda"
     logits = []
     for start in range(0, len(data), cfg.eval_batch_size):
-        x = _prepare(data.images[start : start + cfg.eval_batch_size], device, channels_last)
+        x = _prepare(data.images[start : start + cfg.eval_batch_size], cfg, device)
         with autocast(device, cfg.amp and device.type == "cuda"):
             logits.append(model(x).float().cpu())
     all_logits = torch.cat(logits)
@@ -150,8 +154,9 @@ def train_classifier(config: dict[str, Any]) -> None:
     cfg = ClassifierConfig.model_validate(config)
     quiet_ray_logs()
     device = select_device(cfg.device)
-    dataset = read_classification_folder(resolve_root(cfg.data), cfg.data.split, cfg.data.split_seed)
-    splits = load_split_tensors(dataset, cfg.image_size)
+    dataset = load_index(cfg.data, "classification")
+    splits = load_split_tensors(dataset, cfg.image_size, cfg.resize)
+    augmentation = build_augmentation(cfg.augmentation)
     num_classes = len(dataset.classes)
     positive_index = _positive_index(cfg, dataset.classes)
 
@@ -176,7 +181,9 @@ def train_classifier(config: dict[str, Any]) -> None:
     for epoch in range(start_epoch, cfg.epochs + 1):
         started = time.perf_counter()
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loss = train_one_epoch(model, optimizer, loss_fn, splits["train"], cfg, generator, device, scaler)
+        train_loss = train_one_epoch(
+            model, optimizer, loss_fn, splits["train"], cfg, generator, device, scaler, augmentation
+        )
         metrics = {"epoch": epoch, "train/loss": train_loss, "resumed_from_epoch": start_epoch - 1}
         metrics.update(evaluate(model, loss_fn, splits["val"], cfg, device, num_classes, positive_index, "val"))
         if metrics[SELECTION_METRIC] > best_score:

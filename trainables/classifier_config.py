@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Union
+from typing import Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -28,7 +28,12 @@ class ClassifierConfig(BaseModel):
             second class in sorted order.
         epochs: Epoch budget (the schedulers' ``max_t``).
         image_size: Square input side in pixels.
-        augment: Random horizontal flips on training batches.
+        resize: How images reach ``image_size``: stretch, letterbox (pad, keep aspect) or
+            center_crop.
+        normalization: ``imagenet`` mean/std, ``unit`` (÷255) or ``caffe`` (BGR mean subtraction).
+        augmentation: Training-batch augmentation: a preset (``p000``, ``p002``, ``p003``,
+            ``p004``), ``none``, or a list of ops (``["hflip", {"rotate": {"degrees": 10}}]``);
+            see ``trainables/data/augment.py``.
         seed: Seeds weights, batch order and augmentation.
         device: ``auto`` takes CUDA when present.
         amp: Mixed precision (CUDA only; ignored on CPU).
@@ -51,7 +56,9 @@ class ClassifierConfig(BaseModel):
     eval_batch_size: int = Field(128, ge=1)
     epochs: int = Field(10, ge=1)
     image_size: int = Field(128, ge=16)
-    augment: bool = True
+    resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
+    normalization: Literal["imagenet", "unit", "caffe"] = "imagenet"
+    augmentation: Union[str, list[Union[str, dict[str, Any]]], None] = "hflip"
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True

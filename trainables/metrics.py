@@ -14,7 +14,8 @@ def classification_metrics(
     """Computes accuracy, precision, recall, F1, ROC-AUC, PR-AUC and Cohen's kappa.
 
     Args:
-        logits: (N, 1) binary logits for class index 1, or (N, K) multi-class logits.
+        logits: (N, 1) binary logits for class index 1, or (N, K) multi-class logits (also
+            K = 2 for a softmax binary head).
         targets: (N,) integer labels.
         num_classes: K (2 for binary).
         positive_index: Binary only: the label scored as positive (0 or 1).
@@ -23,11 +24,14 @@ def classification_metrics(
     Returns:
         ``{f"{prefix}/accuracy": ..., ...}``; binary metrics also carry the confusion
         counts (``tp``, ``fp``, ``tn``, ``fn``) so any paper's scoring can be recomputed.
-        Multi-class scores are macro averages.
+        Multi-class scores are macro averages. ROC-AUC and PR-AUC are NaN when the targets hold
+        a single class (undefined), rather than torchmetrics' 0.
     """
     targets = targets.long()
+    single_class = targets.unique().numel() < 2
     if num_classes == 2:
-        prob_one = torch.sigmoid(logits.float().reshape(-1))
+        logits = logits.float().reshape(len(targets), -1)
+        prob_one = torch.sigmoid(logits[:, 0]) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)[:, 1]
         preds = torch.where(prob_one >= 0.5, 1, 0)
         scores = prob_one if positive_index == 1 else 1.0 - prob_one
         pos_targets = (targets == positive_index).long()
@@ -56,4 +60,6 @@ def classification_metrics(
             "pr_auc": tmf.multiclass_average_precision(probs, targets, **kw),
             "kappa": tmf.multiclass_cohen_kappa(preds, targets, num_classes=num_classes),
         }
+    if single_class:
+        values["roc_auc"] = values["pr_auc"] = float("nan")
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -29,19 +29,30 @@ class DataConfig(BaseModel):
     """The dataset section of a study; passed unchanged into every trial's config.
 
     Attributes:
-        path: An image folder (``<class>/*`` or ``{train,val,test}/<class>/*``), or
+        path: An image folder (``<class>/*`` or ``{train,val,test}/<class>/*`` for
+            classification; ``images/`` + ``masks/`` or a COCO JSON for segmentation), or
             ``synthetic:corrosion`` for the generated demo set.
+        format: ``auto`` detects the layout; ``coco`` reads ``annotations``.
+        annotations: COCO instance-segmentation JSON (default: the one JSON in ``path``).
         synthetic: Generator parameters, used only with a ``synthetic:`` path.
-        split: Train/val/test ratios for folders that are not split already.
+        split: Train/val/test (or train/val) ratios for folders that are not split already;
+            copies of one photo always land in the same split.
         split_seed: Seed of that split (fixed per study, independent of trial seeds).
+        on_bad_files: ``skip`` leaves unusable files out (each listed in the study's
+            ``data/skipped.txt``); ``stop`` refuses to start and shows the scan report.
+        manifest: Set by corrotune: the study's split manifest that every trial reads.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     path: str
+    format: Literal["auto", "coco"] = "auto"
+    annotations: Optional[str] = None
     synthetic: SyntheticConfig = SyntheticConfig()
-    split: tuple[Ratio, Ratio, Ratio] = (0.7, 0.15, 0.15)
+    split: tuple[Ratio, ...] = (0.7, 0.15, 0.15)
     split_seed: int = 0
+    on_bad_files: Literal["skip", "stop"] = "skip"
+    manifest: Optional[str] = None
 
     @field_validator("path")
     @classmethod
@@ -52,6 +63,8 @@ class DataConfig(BaseModel):
 
     @model_validator(mode="after")
     def _split_sums_to_one(self) -> "DataConfig":
+        if len(self.split) not in (2, 3):
+            raise ValueError(f"split takes 3 ratios (train, val, test) or 2 (train, val), got {list(self.split)}")
         if abs(sum(self.split) - 1.0) > 1e-6:
             raise ValueError(f"split ratios must sum to 1, got {list(self.split)}")
         return self

@@ -1,22 +1,24 @@
-"""Decodes a split sample index into in-memory uint8 tensors, once per process.
+"""Turns a sample index into per-split uint8 tensors, via the decode-once disk cache.
 
-Trials that share a worker process (actor reuse) share the decoded arrays; the cache key is
-the file list and the target size, so a different dataset or size decodes anew.
+Every image is decoded and resized once per (dataset, size, resize policy) into a memory-mapped
+store that all trials on a node share (:mod:`trainables.data.cache`); a trial copies its
+splits out of it into memory. Trials that share a worker process (actor reuse) also share the
+in-process arrays.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from trainables.data.folder import FolderDataset
+from trainables.data.cache import open_decoded
+from trainables.data.index import Sample, SampleIndex
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SplitTensors", "decode_images", "load_split_tensors", "normalize"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "SplitTensors", "load_split_tensors", "normalize"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -31,30 +33,34 @@ class SplitTensors:
         return int(self.labels.shape[0])
 
 
-def _decode(path: Path, size: int) -> np.ndarray:
-    with Image.open(path) as im:
-        rgb = im.convert("RGB")
-        if rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BILINEAR)
-        return np.asarray(rgb, dtype=np.uint8)
+@functools.lru_cache(maxsize=4)
+def _decoded(entries: tuple[tuple[str, str], ...], size: int, policy: str) -> np.ndarray:
+    return open_decoded(list(entries), size, policy, kind="image")
 
 
-@functools.lru_cache(maxsize=8)
-def decode_images(paths: tuple[Path, ...], size: int) -> torch.Tensor:
-    """Decodes and stretches images to ``size``×``size``; returns (N, 3, H, W) uint8."""
-    if not paths:
-        return torch.empty((0, 3, size, size), dtype=torch.uint8)
-    array = np.stack([_decode(p, size) for p in paths])  # (N, H, W, 3)
-    return torch.from_numpy(array).permute(0, 3, 1, 2).contiguous()
+def _fingerprint(sample: Sample) -> str:
+    if sample.hash:
+        return sample.hash
+    stat = os.stat(sample.path)
+    return f"{os.path.abspath(sample.path)}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
-def load_split_tensors(dataset: FolderDataset, size: int) -> dict[str, SplitTensors]:
-    """Returns ``{"train"|"val"|"test": SplitTensors}`` for the splits that have images."""
+def load_split_tensors(dataset: SampleIndex, size: int, resize: str = "stretch") -> dict[str, SplitTensors]:
+    """Returns ``{"train"|"val"|"test": SplitTensors}`` for the splits that have images.
+
+    The cache holds the whole dataset in path order, so one cache serves every split and split
+    seed. Samples without a content hash (read outside a study) are keyed by absolute path,
+    size and modification time instead.
+    """
+    ordered = sorted(dataset.samples, key=lambda s: s.path)
+    decoded = _decoded(tuple((s.path, _fingerprint(s)) for s in ordered), size, resize)  # (N, H, W, 3)
+    row = {s.path: i for i, s in enumerate(ordered)}
     out = {}
     for split in ("train", "val", "test"):
         samples = dataset.split(split)
         if samples:
-            images = decode_images(tuple(s.path for s in samples), size)
+            rows = np.fromiter((row[s.path] for s in samples), dtype=np.int64, count=len(samples))
+            images = torch.from_numpy(np.ascontiguousarray(decoded[rows])).permute(0, 3, 1, 2).contiguous()
             labels = torch.tensor([s.label for s in samples], dtype=torch.int64)
             out[split] = SplitTensors(images=images, labels=labels)
     return out

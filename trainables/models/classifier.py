@@ -9,16 +9,25 @@ __all__ = ["ClassifierNet", "GlobalPool"]
 
 
 class GlobalPool(nn.Module):
-    """Global average (``gap``) or max (``gmp``) pooling of a feature map or token sequence."""
+    """Global average (``gap``) or max (``gmp``) pooling of a feature map or token sequence.
 
-    def __init__(self, kind: str = "gap") -> None:
+    Args:
+        kind: ``gap`` or ``gmp``.
+        channels_last: 4-D inputs are (N, H, W, C) (timm's Swin and similar) instead of NCHW.
+    """
+
+    def __init__(self, kind: str = "gap", channels_last: bool = False) -> None:
         super().__init__()
         if kind not in ("gap", "gmp"):
             raise ValueError(f"pooling must be 'gap' or 'gmp', got {kind!r}")
         self.kind = kind
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dims = (2, 3) if x.ndim == 4 else (1,)  # (N, C, H, W) or (N, L, C)
+        if x.ndim == 4:
+            dims = (1, 2) if self.channels_last else (2, 3)  # (N, H, W, C) or (N, C, H, W)
+        else:
+            dims = (1,)  # (N, L, C) tokens
         return x.mean(dim=dims) if self.kind == "gap" else x.amax(dim=dims)
 
 
@@ -32,6 +41,8 @@ class ClassifierNet(nn.Module):
         pooling: ``gap`` or ``gmp``.
         dense_units: Hidden width; 0 puts the output layer right after pooling.
         dropout: Dropout probability before the output layer.
+        feature_format: Layout of 4-D backbone features, ``NCHW`` or ``NHWC`` (timm's
+            ``output_fmt``).
     """
 
     def __init__(
@@ -42,10 +53,11 @@ class ClassifierNet(nn.Module):
         pooling: str = "gap",
         dense_units: int = 256,
         dropout: float = 0.5,
+        feature_format: str = "NCHW",
     ) -> None:
         super().__init__()
         self.backbone = backbone
-        self.pool = GlobalPool(pooling)
+        self.pool = GlobalPool(pooling, channels_last=feature_format == "NHWC")
         layers: list[nn.Module] = []
         width = num_features
         if dense_units > 0:
@@ -55,5 +67,5 @@ class ClassifierNet(nn.Module):
         self.head = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.backbone.forward_features(x)  # (N, C, h, w)
+        features = self.backbone.forward_features(x)  # (N, C, h, w), (N, h, w, C) or (N, L, C)
         return self.head(self.pool(features))  # (N, num_outputs)

@@ -1,0 +1,143 @@
+"""The study spec: defaults, overrides, and a clear message for every malformed study."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from orchestrator.spec import Study, StudyError, apply_overrides, load_study, validate_study
+from search_spaces import SPACES
+from tests.conftest import REPO
+
+DEMO = REPO / "studies" / "demo.yaml"
+
+
+def _raw() -> dict:
+    return yaml.safe_load(DEMO.read_text())
+
+
+def _problems(raw: dict) -> list[str]:
+    with pytest.raises(StudyError) as err:
+        validate_study(raw, "study.yaml")
+    return err.value.problems
+
+
+def test_demo_study_is_valid():
+    study = load_study(DEMO)
+    assert isinstance(study, Study)
+    assert study.trainable == "classifier" and study.search.space == "classifier_basic"
+    assert study.num_samples == 8 and study.epochs() == 6
+    space = study.trial_param_space()
+    assert space["backbone"] == "resnet10t" and space["data"]["path"] == "synthetic:corrosion"
+
+
+def test_overrides_set_nested_keys_with_yaml_values():
+    raw = apply_overrides(_raw(), ["params.epochs=2", "search.num_samples=3", "tracking.wandb.tags=[a, b]", "ray.num_cpus=2"])
+    study = validate_study(raw)
+    assert study.epochs() == 2 and study.num_samples == 3
+    assert study.tracking.wandb.tags == ["a", "b"] and study.ray.num_cpus == 2
+
+
+@pytest.mark.parametrize("item", ["params.epochs", "=3", "name.sub=1"])
+def test_malformed_override_is_rejected(item):
+    with pytest.raises(StudyError):
+        apply_overrides(_raw(), [item])
+
+
+def test_unknown_keys_get_did_you_mean_hints_everywhere():
+    raw = _raw()
+    raw["schedular"] = {}
+    raw["params"]["dropuot"] = 0.3
+    raw["data"]["synthetc"] = {}
+    raw["search"]["num_sample"] = 3
+    problems = "\n".join(_problems(raw))
+    assert "schedular: unknown key; did you mean 'scheduler'?" in problems
+    assert "params.dropuot: unknown key; did you mean 'dropout'?" in problems
+    assert "data.synthetc: unknown key; did you mean 'synthetic'?" in problems
+    assert "search.num_sample: unknown key; did you mean 'num_samples'?" in problems
+
+
+def test_wrong_types_and_ranges_name_the_key_and_value():
+    raw = _raw()
+    raw["params"]["lr"] = "fast"
+    raw["search"]["num_samples"] = 0
+    problems = _problems(raw)
+    assert any(p.startswith("params.lr:") and "'fast'" in p for p in problems)
+    assert any(p.startswith("search.num_samples:") and "greater than or equal to 1" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    "section, key, value, expected",
+    [
+        (None, "trainable", "clasifier", "Unknown trainable 'clasifier'; did you mean 'classifier'? Valid names: classifier"),
+        ("search", "space", "classifier_basc", "did you mean 'classifier_basic'?"),
+        ("search", "sampler", "bayes", "'tpe', 'random', 'cmaes', 'gp' or 'nsga2'"),
+        ("scheduler", "name", "pbt2", "'asha', 'hyperband', 'median' or 'fifo'"),
+        ("data", "path", "synthetic:steel", "the built-in one is 'synthetic:corrosion'"),
+        ("data", "split", [0.5, 0.2, 0.2], "split ratios must sum to 1"),
+        (None, "name", "bad name/with slash", "name:"),
+    ],
+)
+def test_unknown_names_list_the_valid_ones(section, key, value, expected):
+    raw = _raw()
+    (raw[section] if section else raw)[key] = value
+    assert any(expected in p for p in _problems(raw)), _problems(raw)
+
+
+def test_missing_required_keys_and_data_folder(tmp_path):
+    raw = _raw()
+    del raw["trainable"]
+    assert "trainable: required key is missing" in _problems(raw)
+    raw = _raw()
+    raw["data"]["path"] = str(tmp_path / "nope")
+    assert any("does not exist" in p and "nope" in p for p in _problems(raw))
+    (tmp_path / "file.txt").write_text("x")
+    raw["data"]["path"] = str(tmp_path / "file.txt")
+    assert any("is a file" in p for p in _problems(raw))
+
+
+def test_relative_data_path_is_stored_absolute(tmp_path, monkeypatch):
+    (tmp_path / "images").mkdir()
+    monkeypatch.chdir(tmp_path)
+    raw = _raw()
+    raw["data"]["path"] = "images"
+    assert validate_study(raw).data.path == str(tmp_path / "images")
+
+
+def test_searched_key_cannot_also_be_fixed():
+    raw = _raw()
+    raw["params"]["lr"] = 0.01
+    assert any("params.lr is fixed but search.space 'classifier_basic' also searches it" in p for p in _problems(raw))
+
+
+def test_space_suggesting_a_non_config_key_is_rejected(monkeypatch):
+    def space(trial):
+        trial.suggest_float("learning_rate", 1e-4, 1e-2, log=True)
+
+    monkeypatch.setitem(SPACES._items, "bad_space", space)
+    raw = _raw()
+    raw["search"]["space"] = "bad_space"
+    assert any("suggests 'learning_rate', which is not a classifier config key" in p for p in _problems(raw))
+
+
+@pytest.mark.parametrize("text, expected", [("- a\n- b\n", "YAML mapping"), ("name: [unclosed\n", "not valid YAML")])
+def test_unparseable_files(tmp_path, text, expected):
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyError) as err:
+        load_study(path)
+    assert expected in str(err.value)
+
+
+def test_missing_file():
+    with pytest.raises(StudyError, match="study file not found"):
+        load_study(Path("no/such/study.yaml"))
+
+
+def test_every_problem_is_reported_at_once():
+    raw = _raw()
+    raw["search"]["sampler"] = "bayes"
+    raw["params"]["dropuot"] = 0.1
+    problems = _problems(raw)
+    assert any(p.startswith("search.sampler") for p in problems)
+    assert any(p.startswith("params.dropuot") for p in problems)

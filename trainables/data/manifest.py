@@ -1,0 +1,54 @@
+"""The split manifest: written once per study, read by every trial and every resume."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+from trainables.data.index import Sample, SampleIndex
+
+__all__ = ["MANIFEST_VERSION", "read_manifest", "write_manifest"]
+
+MANIFEST_VERSION = 1
+
+
+def write_manifest(index: SampleIndex, path: str | os.PathLike) -> Path:
+    """Writes ``index`` (with splits and content hashes) as JSON, atomically."""
+    path = Path(path)
+    payload = {
+        "version": MANIFEST_VERSION,
+        "root": index.root,
+        "task": index.task,
+        "layout": index.layout,
+        "classes": list(index.classes),
+        "counts": index.counts(),
+        "samples": [asdict(s) for s in index.samples],
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=1))
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(path: str | os.PathLike) -> SampleIndex:
+    """Reads a manifest written by :func:`write_manifest`.
+
+    Raises:
+        FileNotFoundError: no manifest at ``path``.
+        ValueError: a manifest of another version, or one whose samples lack splits.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"split manifest {str(path)!r} does not exist")
+    payload = json.loads(path.read_text())
+    if payload.get("version") != MANIFEST_VERSION:
+        raise ValueError(f"{path}: manifest version {payload.get('version')} is not {MANIFEST_VERSION}")
+    samples = tuple(Sample(**s) for s in payload["samples"])
+    if any(s.split is None for s in samples):
+        raise ValueError(f"{path}: every sample of a manifest must have a split")
+    return SampleIndex(
+        root=payload["root"], task=payload["task"], layout=payload["layout"],
+        classes=tuple(payload["classes"]), samples=samples,
+    )

@@ -1,0 +1,144 @@
+"""Driver-side data preparation: scan, skip or stop, split, and write the study's manifest.
+
+Runs once per study before any trial starts; a resumed study reuses the manifest it wrote, so
+every trial and every resume sees exactly the same samples in the same splits.
+
+Files written to ``<study dir>/data/``:
+    * ``scan.json`` / ``scan.txt`` — the integrity scan (JSON and the human summary);
+    * ``skipped.txt`` — every file left out, with the reason (empty when none);
+    * ``manifest.json`` — samples with split and content hash.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Optional
+
+from trainables.data.config import DataConfig
+from trainables.data.folder import resolve_root, scan_classification_folder
+from trainables.data.index import SampleIndex
+from trainables.data.manifest import read_manifest, write_manifest
+from trainables.data.segmentation import read_coco, read_segmentation_folder
+from trainables.data.splits import assign_splits, check_splits
+
+__all__ = ["DataPreparationError", "find_coco_annotations", "load_index", "prepare_dataset", "read_index"]
+
+_GROUPING_KINDS = frozenset(
+    {"duplicate", "conflicting_labels", "leakage", "near_duplicate", "near_conflicting_labels", "near_leakage"}
+)
+
+
+class DataPreparationError(ValueError):
+    """The dataset cannot be used as configured; the message says why and how to proceed."""
+
+
+def find_coco_annotations(root: Path) -> Optional[Path]:
+    """The COCO annotation JSON directly in ``root``, if there is exactly one."""
+    candidates = []
+    for path in sorted(root.glob("*.json")):
+        try:
+            head = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(head, dict) and {"images", "annotations"} <= head.keys():
+            candidates.append(path)
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def read_index(data: DataConfig, task: str, *, strict: bool = True) -> SampleIndex:
+    """Reads the dataset of ``data`` for ``task`` without splitting or scanning it."""
+    root = resolve_root(data)
+    if task == "classification":
+        return scan_classification_folder(root)
+    if data.format == "coco" or (data.format == "auto" and data.annotations):
+        annotations = Path(data.annotations) if data.annotations else find_coco_annotations(root)
+        if annotations is None:
+            raise DataPreparationError(f"{root}: no COCO annotation JSON found; set data.annotations")
+        return read_coco(annotations, images_dir=root / "images" if (root / "images").is_dir() else root)
+    return read_segmentation_folder(root, strict=strict)
+
+
+def _duplicate_groups(index: SampleIndex, root: Path, report) -> list[str]:
+    """One group key per sample: samples linked by a (near-)duplicate finding share a key."""
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            x = parent[x]
+        return x
+
+    for finding in report.findings:
+        if finding.kind in _GROUPING_KINDS:
+            anchors = [str((root / p).resolve()) for p in finding.paths]
+            for other in anchors[1:]:
+                parent[find(other)] = find(anchors[0])
+    return [find(s.path) for s in index.samples]
+
+
+def prepare_dataset(
+    data: DataConfig,
+    task: str,
+    study_dir: str | os.PathLike,
+    log: Callable[[str], None] = print,
+) -> DataConfig:
+    """Scans, filters and splits the dataset once; returns ``data`` pointing at the manifest.
+
+    Args:
+        data: The study's data section.
+        task: ``classification`` or ``segmentation`` (from the trainable).
+        study_dir: Where ``data/`` with the manifest and reports goes.
+        log: Receives the human summary lines.
+
+    Raises:
+        DataPreparationError: unusable files with ``on_bad_files: stop`` (the report is written
+            first), or splits that cannot be formed.
+    """
+    out = Path(study_dir) / "data"
+    manifest = out / "manifest.json"
+    if manifest.is_file():
+        log(f"Data: reusing the split manifest {manifest}")
+        return data.model_copy(update={"manifest": str(manifest)})
+    from trainables.data.scan import content_hash, scan_path
+
+    out.mkdir(parents=True, exist_ok=True)
+    root = resolve_root(data)
+    report = scan_path(root)
+    (out / "scan.json").write_text(json.dumps(report.to_json(), indent=1))
+    (out / "scan.txt").write_text(report.summary() + "\n")
+    log(report.summary())
+    unusable = {str((root / p).resolve()) for p in report.unusable()}
+    reasons = {
+        str((root / p).resolve()): f"{f.kind}: {f.detail}"
+        for f in report.findings if f.severity == "error" for p in f.paths
+    }
+    if unusable and data.on_bad_files == "stop":
+        raise DataPreparationError(
+            f"{root}: {len(unusable)} unusable file(s) (see {out / 'scan.txt'}); "
+            "fix them, or set data.on_bad_files: skip to leave them out"
+        )
+    try:
+        index = read_index(data, task, strict=False)
+        kept = [s for s in index.samples if s.path not in unusable and (s.mask is None or s.mask not in unusable)]
+        (out / "skipped.txt").write_text("".join(f"{p}\t{reasons.get(p, 'unusable')}\n" for p in sorted(unusable)))
+        if unusable:
+            log(f"Data: skipping {len(unusable)} unusable file(s), listed in {out / 'skipped.txt'}")
+        index = index.with_samples(replace(s, hash=content_hash(s.path)) for s in kept)
+        index = assign_splits(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
+        check_splits(index)
+    except (FileNotFoundError, ValueError) as err:
+        raise DataPreparationError(str(err)) from err
+    write_manifest(index, manifest)
+    log(f"Data: {len(index.samples)} samples, splits {index.counts()} -> {manifest}")
+    return data.model_copy(update={"manifest": str(manifest)})
+
+
+def load_index(data: DataConfig, task: str) -> SampleIndex:
+    """The index a trial trains on: the study's manifest, or (outside a study) read and split."""
+    if data.manifest:
+        return read_manifest(data.manifest)
+    index = assign_splits(read_index(data, task), data.split, data.split_seed)
+    check_splits(index)
+    return index
