@@ -5,6 +5,7 @@ Examples:
     corrotune run studies/demo.yaml --storage /mnt/results --set search.num_samples=16
     corrotune resume corrotune-results/demo
     corrotune validate studies/demo.yaml
+    corrotune scan /data/corrosion --json scan.json
 """
 
 from __future__ import annotations
@@ -73,6 +74,27 @@ def validate(
     except StudyError as error:
         _fail(error)
     err.print(f"[green]ok[/green]: study {spec.name!r} ({spec.trainable}, {spec.num_samples} trials)")
+
+
+@app.command()
+def scan(
+    path: Path = typer.Argument(..., help="Dataset folder (classification or segmentation layout)."),
+    json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
+) -> None:
+    """Decode every file once and report what the dataset really holds (exit 0 unless unreadable)."""
+    import json
+
+    from trainables.data.scan import scan_path
+
+    if not path.is_dir():
+        err.print(f"[red]error:[/red] {path} is not a folder", highlight=False)
+        raise typer.Exit(EXIT_INVALID)
+    with err.status(f"Scanning {path}..."):
+        report = scan_path(path)
+    typer.echo(report.summary())
+    if json_file is not None:
+        json_file.write_text(json.dumps(report.to_json(), indent=1))
+        err.print(f"JSON report written to {json_file}")
 
 
 def main() -> None:

@@ -30,13 +30,14 @@ from trainables._runtime import (
     set_rng_state,
 )
 from trainables.classifier_config import ClassifierConfig
-from trainables.data.augment import Augmentation, build_augmentation, normalize_batch
+from trainables.data.augment import Augmentation, build_augmentation, expand_offline, normalize_batch
+from trainables.data.index import SampleIndex
 from trainables.data.prepare import load_index
 from trainables.data.tensors import SplitTensors, load_split_tensors
 from trainables.metrics import classification_metrics
 from trainables.models.classifier import ClassifierNet
 
-__all__ = ["build_model", "evaluate", "train_classifier", "train_one_epoch"]
+__all__ = ["build_model", "evaluate", "load_training_data", "train_classifier", "train_one_epoch"]
 
 SELECTION_METRIC = "val/accuracy"
 """Metric that picks the best epoch whose weights score the test split."""
@@ -149,13 +150,26 @@ def _positive_index(cfg: ClassifierConfig, classes: tuple[str, ...]) -> int:
     return classes.index(cfg.positive_class)
 
 
+def load_training_data(cfg: ClassifierConfig) -> tuple[SampleIndex, dict[str, SplitTensors]]:
+    """The trial's sample index and decoded splits, the train split expanded offline if asked."""
+    dataset = load_index(cfg.data, "classification")
+    splits = load_split_tensors(dataset, cfg.image_size, cfg.resize)
+    if cfg.offline_expansion > 1:
+        train = splits["train"]
+        offline = cfg.offline_augmentation if cfg.offline_augmentation is not None else cfg.augmentation
+        images, labels = expand_offline(
+            train.images, train.labels, cfg.offline_expansion, offline, torch.Generator().manual_seed(cfg.seed)
+        )
+        splits["train"] = SplitTensors(images=images, labels=labels)
+    return dataset, splits
+
+
 def train_classifier(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``config`` validates as :class:`ClassifierConfig`."""
     cfg = ClassifierConfig.model_validate(config)
     quiet_ray_logs()
     device = select_device(cfg.device)
-    dataset = load_index(cfg.data, "classification")
-    splits = load_split_tensors(dataset, cfg.image_size, cfg.resize)
+    dataset, splits = load_training_data(cfg)
     augmentation = build_augmentation(cfg.augmentation)
     num_classes = len(dataset.classes)
     positive_index = _positive_index(cfg, dataset.classes)

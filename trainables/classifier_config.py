@@ -34,6 +34,9 @@ class ClassifierConfig(BaseModel):
         augmentation: Training-batch augmentation: a preset (``p000``, ``p002``, ``p003``,
             ``p004``), ``none``, or a list of ops (``["hflip", {"rotate": {"degrees": 10}}]``);
             see ``trainables/data/augment.py``.
+        offline_expansion: P004's offline ×k expansion: the train split (only, after
+            splitting) is grown to k× its size with augmented copies once, at trial start.
+        offline_augmentation: The augmentation that makes those copies (default: ``augmentation``).
         seed: Seeds weights, batch order and augmentation.
         device: ``auto`` takes CUDA when present.
         amp: Mixed precision (CUDA only; ignored on CPU).
@@ -59,6 +62,8 @@ class ClassifierConfig(BaseModel):
     resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
     normalization: Literal["imagenet", "unit", "caffe"] = "imagenet"
     augmentation: Union[str, list[Union[str, dict[str, Any]]], None] = "hflip"
+    offline_expansion: int = Field(1, ge=1)
+    offline_augmentation: Union[str, list[Union[str, dict[str, Any]]], None] = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True

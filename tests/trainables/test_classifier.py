@@ -323,3 +323,18 @@ def test_cross_entropy_on_two_classes_learns_like_bce():
     metrics = evaluate(model, loss_fn, val, cfg, CPU, num_classes=2, positive_index=0, prefix="val")
     assert metrics["val/accuracy"] >= 0.9
     assert metrics["val/tp"] + metrics["val/fn"] == 8  # positive = class 0 here
+
+
+def test_offline_expansion_grows_only_the_train_split():
+    from trainables.classifier import load_training_data
+
+    data = {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}}
+    plain = ClassifierConfig(data=data, image_size=32)
+    expanded = ClassifierConfig(data=data, image_size=32, offline_expansion=3, offline_augmentation="p004")
+    _, base = load_training_data(plain)
+    _, grown = load_training_data(expanded)
+    n = len(base["train"])
+    assert len(grown["train"]) == 3 * n and len(grown["val"]) == len(base["val"]) and len(grown["test"]) == len(base["test"])
+    assert torch.equal(grown["train"].images[:n], base["train"].images)  # originals first
+    assert torch.equal(grown["train"].labels, base["train"].labels.repeat(3))
+    assert not torch.equal(grown["train"].images[n : 2 * n], base["train"].images)  # augmented copies

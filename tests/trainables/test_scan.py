@@ -167,9 +167,9 @@ def test_messy_modes_and_their_conversions(messy_report):
     assert set(modes) == {"a/grey.png", "b/rgba.png", "b/cmyk.jpg", "b/deep16.png"}
     assert all(len(f.paths) == 1 and f.severity == "warning" for f in modes.values())
     assert "replicated to 3" in modes["a/grey.png"].detail
-    assert "alpha dropped, NOT composited" in modes["b/rgba.png"].detail
+    assert "composited on black" in modes["b/rgba.png"].detail
     assert "CMYK" in modes["b/cmyk.jpg"].detail
-    assert modes["b/deep16.png"].detail.startswith("I;16") and "clips" in modes["b/deep16.png"].detail
+    assert modes["b/deep16.png"].detail.startswith("I;16") and "scaled to 8-bit" in modes["b/deep16.png"].detail
     grey = _one(messy_report, "grey_content")  # the X-SDD PNG: RGB file, grey content
     assert (grey.severity, grey.paths) == ("info", ["b/png_named.jpg"])
 
@@ -213,7 +213,8 @@ def test_messy_summary_and_json(messy_report, messy):
     assert text.splitlines()[0] == f"{messy}: imagefolder, 17 images in 3 classes (6 a, 6 b, 5 c)"
     assert "1 truncated:" in text and "2 conflicting_labels:" in text and "replicated to 3" in text
     data = json.loads(json.dumps(messy_report.to_json()))
-    assert list(data) == ["root", "layout", "num_files", "num_images", "classes", "unusable", "findings"]
+    assert list(data) == ["root", "layout", "num_files", "num_images", "classes", "unusable", "findings", "hashes"]
+    assert set(data["unusable"]) <= set(data["hashes"]) and all(len(h) == 64 for h in data["hashes"].values())
     assert data["unusable"] == messy_report.unusable()
     assert list(data["findings"][0]) == ["kind", "severity", "paths", "detail"]
     severities = [f["severity"] for f in data["findings"]]

@@ -38,6 +38,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+from trainables.data._paths import cache_dir
+
 __all__ = [
     "CACHE_VERSION",
     "RESIZE_POLICIES",
@@ -232,8 +234,7 @@ class CacheKey:
 
 def cache_root() -> Path:
     """``$CORROTUNE_CACHE_DIR/decoded``, else ``~/.cache/corrotune/decoded``."""
-    env = os.environ.get("CORROTUNE_CACHE_DIR")
-    return Path(env) / "decoded" if env else Path.home() / ".cache" / "corrotune" / "decoded"
+    return cache_dir("decoded")
 
 
 # --------------------------------------------------------------------------- open / build

@@ -11,12 +11,14 @@ Files written to ``<study dir>/data/``:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Optional
 
+from trainables.data._paths import cache_dir
 from trainables.data.config import DataConfig
 from trainables.data.folder import resolve_root, scan_classification_folder
 from trainables.data.index import SampleIndex
@@ -24,7 +26,7 @@ from trainables.data.manifest import read_manifest, write_manifest
 from trainables.data.segmentation import read_coco, read_segmentation_folder
 from trainables.data.splits import assign_splits, check_splits
 
-__all__ = ["DataPreparationError", "find_coco_annotations", "load_index", "prepare_dataset", "read_index"]
+__all__ = ["DataPreparationError", "cached_scan", "find_coco_annotations", "load_index", "prepare_dataset", "read_index"]
 
 _GROUPING_KINDS = frozenset(
     {"duplicate", "conflicting_labels", "leakage", "near_duplicate", "near_conflicting_labels", "near_leakage"}
@@ -78,6 +80,32 @@ def _duplicate_groups(index: SampleIndex, root: Path, report) -> list[str]:
     return [find(s.path) for s in index.samples]
 
 
+SCAN_CACHE_VERSION = 1
+
+
+def cached_scan(root: Path, log: Callable[[str], None] = print):
+    """The scan of ``root``, reused while no file under it changed (keyed by content hashes).
+
+    Hashing every file costs a fraction of decoding them, so an unchanged dataset is scanned
+    once per machine, whatever study uses it.
+    """
+    from trainables.data.scan import ScanReport, content_hash, scan_path
+
+    digest = hashlib.sha256(f"scan-v{SCAN_CACHE_VERSION}|{root.resolve()}".encode())
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(f"|{path.relative_to(root).as_posix()}:{content_hash(path)}".encode())
+    cached = cache_dir("scans") / f"{digest.hexdigest()[:32]}.json"
+    if cached.is_file():
+        log(f"Data: scan of {root} reused (no file changed since {cached.name})")
+        return ScanReport.from_json(json.loads(cached.read_text()))
+    report = scan_path(root)
+    cached.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(report.to_json()))
+    os.replace(tmp, cached)
+    return report
+
+
 def prepare_dataset(
     data: DataConfig,
     task: str,
@@ -101,11 +129,9 @@ def prepare_dataset(
     if manifest.is_file():
         log(f"Data: reusing the split manifest {manifest}")
         return data.model_copy(update={"manifest": str(manifest)})
-    from trainables.data.scan import content_hash, scan_path
-
     out.mkdir(parents=True, exist_ok=True)
     root = resolve_root(data)
-    report = scan_path(root)
+    report = cached_scan(root, log)
     (out / "scan.json").write_text(json.dumps(report.to_json(), indent=1))
     (out / "scan.txt").write_text(report.summary() + "\n")
     log(report.summary())
@@ -125,7 +151,8 @@ def prepare_dataset(
         (out / "skipped.txt").write_text("".join(f"{p}\t{reasons.get(p, 'unusable')}\n" for p in sorted(unusable)))
         if unusable:
             log(f"Data: skipping {len(unusable)} unusable file(s), listed in {out / 'skipped.txt'}")
-        index = index.with_samples(replace(s, hash=content_hash(s.path)) for s in kept)
+        hashes = {str((root / rel).resolve()): sha for rel, sha in report.hashes.items()}
+        index = index.with_samples(replace(s, hash=hashes.get(s.path)) for s in kept)
         index = assign_splits(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
         check_splits(index)
     except (FileNotFoundError, ValueError) as err:

@@ -96,6 +96,8 @@ class ScanReport:
             (``"train/corroded"``) or, for segmentation, per image folder (``"images"``,
             ``"train/images"``); empty class folders count 0.
         findings: Everything found, errors first.
+        hashes: sha256 of every image and mask read, by relative path (computed from the same
+            read as the decode).
     """
 
     root: str
@@ -104,6 +106,16 @@ class ScanReport:
     num_images: int
     classes: dict[str, int]
     findings: list[Finding] = field(default_factory=list)
+    hashes: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, payload: dict) -> "ScanReport":
+        """Rebuilds a report from :meth:`to_json` output (the scan cache)."""
+        return cls(
+            root=payload["root"], layout=payload["layout"], num_files=payload["num_files"],
+            num_images=payload["num_images"], classes=dict(payload["classes"]),
+            findings=[Finding(**f) for f in payload["findings"]], hashes=dict(payload.get("hashes", {})),
+        )
 
     def unusable(self) -> list[str]:
         """Files with an error finding, sorted: exactly the files a run skips.
@@ -122,6 +134,7 @@ class ScanReport:
             "classes": dict(self.classes),
             "unusable": self.unusable(),
             "findings": [asdict(f) for f in self.findings],
+            "hashes": dict(self.hashes),
         }
 
     def summary(self, max_paths: int = 3) -> str:
@@ -511,12 +524,12 @@ def scan_path(
     return ScanReport(
         root=str(root), layout=layout, num_files=sum(not isinstance(p, OSError) for _, p, _ in files),
         num_images=len(usable), classes=classes,
-        findings=out.sorted(),
+        findings=out.sorted(), hashes={e.rel: e.sha for e in images + masks if e.sha},
     )
 
 
 def _conversion(e: _Entry) -> tuple[str, str] | None:
-    """(severity, detail) for a mode that the loader's ``Image.convert("RGB")`` changes."""
+    """(severity, detail) for a mode that the loader (``cache.to_rgb``) changes."""
     mode = e.mode
     if mode == "RGB":
         return None
@@ -525,15 +538,14 @@ def _conversion(e: _Entry) -> tuple[str, str] | None:
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and e.alpha_used > 0):
         if e.alpha_used == 0:
             return "info", f"{mode} with a fully opaque alpha channel: alpha dropped, no visible change"
-        return "warning", (f"{mode} with transparency: alpha dropped, NOT composited (transparent pixels keep their "
-                           f"stored colour, often black)")
+        return "warning", f"{mode} with transparency: composited on black (transparent pixels become black)"
     if mode == "P":
         return "warning", "palette (P): expanded to its RGB colours"
     if mode == "CMYK":
         return "warning", "CMYK: PIL's naive CMYK→RGB formula (any ICC profile ignored; colours shift)"
     if mode in _INT_MODES:
-        return "warning", (f"{mode} (16/32-bit): convert('RGB') clips values above 255 to 255 instead of scaling "
-                           f"to 8-bit; rescale before training")
+        return "warning", (f"{mode} (16/32-bit): scaled to 8-bit by 255/65535 (12-bit data stored in 16 bits "
+                           f"comes out dark)")
     if mode == "1":
         return "warning", "1-bit (1): black/white expanded to RGB 0/255"
     return "warning", f"{mode}: converted to RGB by PIL"

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from trainables.data._paths import cache_dir as default_cache_dir
 from trainables.data.folder import IMAGE_SUFFIXES, is_image_file, split_dirs
 from trainables.data.index import Sample, SampleIndex
 
@@ -146,7 +147,7 @@ def read_coco(annotation_file: str | os.PathLike, images_dir: str | os.PathLike 
             images_dir = annotation_file.parent
     images_dir = Path(images_dir)
     digest = hashlib.sha256(annotation_file.read_bytes()).hexdigest()[:16]
-    base = Path(cache_dir or Path(os.environ.get("CORROTUNE_CACHE_DIR", Path.home() / ".cache" / "corrotune")) / "coco")
+    base = Path(cache_dir) if cache_dir else default_cache_dir("coco")
     out_dir = base / digest
     coco = json.loads(annotation_file.read_text())
     missing = [im["file_name"] for im in coco["images"] if not (images_dir / im["file_name"]).is_file()]

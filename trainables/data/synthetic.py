@@ -28,6 +28,8 @@ import uuid
 import numpy as np
 from PIL import Image
 
+from trainables.data._paths import cache_dir as _cache_dir
+
 __all__ = [
     "GENERATOR_VERSION",
     "ensure_corrosion_dataset",
@@ -607,8 +609,7 @@ def generate_corrosion_dataset(
 
 
 def _default_cache_dir() -> pathlib.Path:
-    env = os.environ.get("CORROTUNE_CACHE_DIR")
-    return pathlib.Path(env) / "synthetic" if env else pathlib.Path.home() / ".cache" / "corrotune" / "synthetic"
+    return _cache_dir("synthetic")
 
 
 def _dataset_name(
