@@ -198,13 +198,13 @@ def run_study(study: Study, storage: str | os.PathLike = DEFAULT_STORAGE, consol
 
 def _launch(study: Study, study_dir: Path, console: Console) -> StudyOutcome:
     study = _prepare_data(study, study_dir, console)
-    mode = _prepare(study, console)
+    mode = _start_runtime(study)
     tuner = build_tuner(study, study_dir.parent, mode, console)
     console.print(f"Study [bold]{study.name}[/bold]: {study.num_samples} trials -> {study_dir}")
     return _fit(study, study_dir, tuner, console)
 
 
-def _prepare(study: Study, console: Console) -> str:
+def _start_runtime(study: Study) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
@@ -241,7 +241,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None) -
     if not tune.Tuner.can_restore(str(study_dir)):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, study_dir, console)
-    _prepare(_prepare_data(study, study_dir, console), console)
+    _start_runtime(_prepare_data(study, study_dir, console))
     tuner = tune.Tuner.restore(
         str(study_dir), trainable=_trainable(study), resume_unfinished=True, resume_errored=True
     )

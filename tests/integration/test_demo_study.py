@@ -102,12 +102,13 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
     epochs = 6
     storage = tmp_path / "results"
     study_dir = storage / "demo"
+    log = tmp_path / "driver.log"  # a file, not a pipe: a full pipe would block the driver
     driver = subprocess.Popen(
         _cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage),
              "--set", f"params.epochs={epochs}", "--set", "checkpoints.num_to_keep=1",
              "--set", "data.synthetic.num_images=160", "--set", "data.synthetic.image_size=64",
              "--set", "params.image_size=64", *TINY[4:]),
-        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True,
     )
     interrupted = None
     try:
@@ -118,7 +119,7 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
                 interrupted = _interrupted_trial(study_dir, epochs)
     finally:
         _kill_session(driver)
-    assert interrupted is not None, "no trial was caught between checkpoints: " + driver.stderr.read().decode()[-3000:]
+    assert interrupted is not None, "no trial was caught between checkpoints: " + log.read_text()[-3000:]
     epochs_before = max(_epochs(interrupted))
 
     completed = subprocess.run(_cli("resume", str(study_dir)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
