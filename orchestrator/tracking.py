@@ -33,10 +33,13 @@ def configure_wandb_env(study: Study) -> str:
 
 
 def wandb_callback(study: Study, mode: str, job_type: str = "search") -> Any | None:
-    """One W&B run per trial (id = trial id), grouped by study; ``None`` when disabled."""
+    """One W&B run per trial (id = trial id), grouped by study; ``None`` when disabled.
+
+    A trial's end-of-trial plots and Grad-CAM overlays (``<trial>/artifacts/*.png``) are
+    logged as images at its last step.
+    """
     if mode == "disabled":
         return None
-    from ray.air.integrations.wandb import WandbLoggerCallback
 
     spec = study.tracking.wandb
     kwargs: dict[str, Any] = dict(
@@ -49,7 +52,9 @@ def wandb_callback(study: Study, mode: str, job_type: str = "search") -> Any | N
     )
     if spec.entity:
         kwargs["entity"] = spec.entity
-    return WandbLoggerCallback(**kwargs)
+    from orchestrator._wandb_artifacts import ArtifactWandbLoggerCallback
+
+    return ArtifactWandbLoggerCallback(**kwargs)
 
 
 def offline_runs(study_dir: str | os.PathLike) -> list[Path]:

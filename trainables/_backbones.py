@@ -9,7 +9,43 @@ from typing import Union
 import torch
 from torch import nn
 
-__all__ = ["PretrainedWeightsError", "create_backbone"]
+__all__ = ["PAPER_BACKBONES", "PretrainedWeightsError", "create_backbone", "resolve_backbone_name"]
+
+PAPER_BACKBONES: dict[str, str] = {
+    # P000, P002
+    "ResNet18": "resnet18",
+    "ResNet50": "resnet50",
+    "ResNet101": "resnet101",
+    # P003 (Keras EfficientNetV2 ports: the tf_ variants keep Keras' padding and weights)
+    "EfficientNetV2B0": "tf_efficientnetv2_b0",
+    "EfficientNetV2B1": "tf_efficientnetv2_b1",
+    "EfficientNetV2B2": "tf_efficientnetv2_b2",
+    "EfficientNetV2B3": "tf_efficientnetv2_b3",
+    "EfficientNetV2S": "tf_efficientnetv2_s",
+    "EfficientNetV2M": "tf_efficientnetv2_m",
+    "EfficientNetV2L": "tf_efficientnetv2_l",
+    "EfficientNetB0": "efficientnet_b0",
+    "EfficientNetB1": "efficientnet_b1",
+    "EfficientNetB2": "efficientnet_b2",
+    "DenseNet121": "densenet121",
+    "DenseNet169": "densenet169",
+    "MobileNetV2": "mobilenetv2_100",
+    "MobileNetV3Large": "mobilenetv3_large_100",
+    "MobileNetV3Small": "mobilenetv3_small_100",
+    "InceptionV3": "inception_v3",
+    "ConvNeXtV2": "convnextv2_tiny",
+    "ViT": "vit_base_patch16_224",
+    "Swin-T": "swin_tiny_patch4_window7_224",
+    # NASNetMobile has no timm equivalent (timm only has NASNet-A Large, 89M parameters);
+    # the substitute is MnasNet-1.0: also a NAS-found mobile network, 4.4M vs 5.3M parameters.
+    "NASNetMobile": "mnasnet_100",
+}
+"""Backbone names as the papers write them → timm model names (``backbone:`` accepts either)."""
+
+
+def resolve_backbone_name(name: str) -> str:
+    """A timm model name for ``name``, which may be a paper's name (see ``PAPER_BACKBONES``)."""
+    return PAPER_BACKBONES.get(name, name)
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -74,6 +110,7 @@ def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Modul
     """
     import timm
 
+    name = resolve_backbone_name(name)
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=12, cutoff=0.6)
         raise KeyError(f"Unknown timm backbone {name!r}. Close names: {', '.join(close) or '(none)'}")

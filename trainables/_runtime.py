@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import tempfile
+import warnings
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ __all__ = [
     "seed_everything",
     "select_device",
     "set_rng_state",
+    "trial_dir",
 ]
 
 _STATE_FILE = "state.pt"
@@ -78,6 +80,14 @@ def load_trial_checkpoint() -> dict[str, Any] | None:
         return None
     with checkpoint.as_directory() as directory:
         return torch.load(Path(directory) / _STATE_FILE, map_location="cpu", weights_only=False)
+
+
+def trial_dir() -> Path | None:
+    """This trial's directory when running under Ray Tune, else None."""
+    with warnings.catch_warnings():  # outside Tune, Ray warns and returns None
+        warnings.simplefilter("ignore")
+        directory = tune.get_context().get_trial_dir()
+    return Path(directory) if directory else None
 
 
 def report_with_checkpoint(metrics: dict[str, Any], state: dict[str, Any]) -> None:

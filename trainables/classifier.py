@@ -1,9 +1,16 @@
-"""The ``classifier`` trainable: a timm backbone with a dense head, as a Ray Tune function.
+"""The ``classifier`` trainable: a timm backbone with the papers' heads, losses and fine-tuning.
 
-Every epoch it reports ``train/loss``, ``val/loss``, ``val/accuracy``, ``val/f1`` (and the
-other validation metrics) with a checkpoint; the last epoch adds ``test/*`` scored with the
-weights of the best validation epoch. On (re)start it resumes from ``tune.get_checkpoint()``:
-model, optimiser, AMP scaler, epoch, best score and RNG state.
+Every epoch it reports ``train/loss``, ``val/loss`` and the validation metrics
+(``val/accuracy``, ``val/precision``, ``val/recall``, ``val/f1``, ``val/roc_auc``,
+``val/pr_auc``, ``val/kappa``; per class ``val/f1/<class>`` for more than two classes) with a
+checkpoint, plus ``lr``, ``phase`` and, after each (re)start, the model's cost (``model/*``).
+The last epoch adds ``test/*`` scored with the weights of the best validation epoch, and
+writes the end-of-trial artifacts (confusion matrix, ROC, PR, curves, Grad-CAM overlays) to
+``<trial dir>/artifacts/``.
+
+On (re)start it resumes from ``tune.get_checkpoint()``: model, optimiser, LR scheduler, AMP
+scaler, epoch, phase, RNG state and the best epoch so far, so a resumed trial ends exactly as an
+uninterrupted one.
 
 Example (inside Ray Tune)::
 
@@ -12,13 +19,13 @@ Example (inside Ray Tune)::
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainables._backbones import create_backbone
 from trainables._runtime import (
     autocast,
     load_trial_checkpoint,
@@ -28,49 +35,21 @@ from trainables._runtime import (
     seed_everything,
     select_device,
     set_rng_state,
+    trial_dir,
 )
+from trainables.classifier_build import build_loss, build_model, positive_index
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.augment import Augmentation, build_augmentation, expand_offline, normalize_batch
 from trainables.data.index import SampleIndex
 from trainables.data.prepare import load_index
 from trainables.data.tensors import SplitTensors, load_split_tensors
+from trainables.finetune import FineTuneSchedule, enter_phase, train_mode
 from trainables.metrics import classification_metrics
-from trainables.models.classifier import ClassifierNet
+from trainables.profile import model_profile
 
-__all__ = ["build_model", "evaluate", "load_training_data", "train_classifier", "train_one_epoch"]
+__all__ = ["evaluate", "load_training_data", "predict", "train_classifier", "train_one_epoch"]
 
-SELECTION_METRIC = "val/accuracy"
-"""Metric that picks the best epoch whose weights score the test split."""
-
-
-def build_model(cfg: ClassifierConfig, num_classes: int) -> ClassifierNet:
-    """Builds the network for ``num_classes`` (one logit when the loss is binary)."""
-    backbone = create_backbone(cfg.backbone, cfg.pretrained)
-    return ClassifierNet(
-        backbone,
-        num_features=backbone.num_features,
-        num_outputs=1 if _is_binary(cfg, num_classes) else num_classes,
-        pooling=cfg.pooling,
-        dense_units=cfg.dense_units,
-        dropout=cfg.dropout,
-        feature_format=str(getattr(backbone, "output_fmt", "NCHW")),
-    )
-
-
-def _is_binary(cfg: ClassifierConfig, num_classes: int) -> bool:
-    if cfg.loss == "bce" and num_classes != 2:
-        raise ValueError(f"loss: bce needs exactly two classes, the dataset has {num_classes}")
-    return cfg.loss == "bce" or (cfg.loss == "auto" and num_classes == 2)
-
-
-def _loss_fn(binary: bool) -> nn.Module:
-    return nn.BCEWithLogitsLoss() if binary else nn.CrossEntropyLoss()
-
-
-def _loss(loss_fn: nn.Module, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    if isinstance(loss_fn, nn.BCEWithLogitsLoss):
-        return loss_fn(logits.reshape(-1), targets.float())
-    return loss_fn(logits, targets)
+logger = logging.getLogger(__name__)
 
 
 def _prepare(images: torch.Tensor, cfg: ClassifierConfig, device: torch.device) -> torch.Tensor:
@@ -94,9 +73,10 @@ def train_one_epoch(
     """One pass over ``data`` in a seeded order; returns the mean training loss.
 
     The order and every augmentation draw come from ``generator``, so a resumed epoch that
-    starts from the same generator state replays exactly.
+    starts from the same generator state replays exactly. BatchNorm layers of frozen backbone
+    layers keep their statistics (``finetune.train_mode``).
     """
-    model.train()
+    train_mode(model)
     use_amp = cfg.amp and device.type == "cuda"
     order = torch.randperm(len(data), generator=generator)
     total, seen = 0.0, 0
@@ -107,7 +87,7 @@ def train_one_epoch(
         y = data.labels[index].to(device)
         optimizer.zero_grad(set_to_none=True)
         with autocast(device, use_amp):
-            loss = _loss(loss_fn, model(x), y)
+            loss = loss_fn(model(x).float(), y)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss became {loss.item()} (lr={cfg.lr}); the trial is marked as errored")
         scaler.scale(loss).backward()
@@ -119,35 +99,32 @@ def train_one_epoch(
 
 
 @torch.no_grad()
-def evaluate(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    data: SplitTensors,
-    cfg: ClassifierConfig,
-    device: torch.device,
-    num_classes: int,
-    positive_index: int,
-    prefix: str,
-) -> dict[str, float]:
-    """Scores ``data``; returns ``{prefix}/loss`` and the classification metrics."""
+def predict(model: nn.Module, data: SplitTensors, cfg: ClassifierConfig, device: torch.device) -> torch.Tensor:
+    """Logits for every image of ``data`` in order: (N, outputs) float32 on the CPU."""
     model.eval()
     logits = []
     for start in range(0, len(data), cfg.eval_batch_size):
         x = _prepare(data.images[start : start + cfg.eval_batch_size], cfg, device)
         with autocast(device, cfg.amp and device.type == "cuda"):
             logits.append(model(x).float().cpu())
-    all_logits = torch.cat(logits)
-    metrics = classification_metrics(all_logits, data.labels, num_classes, positive_index, prefix=prefix)
-    metrics[f"{prefix}/loss"] = float(_loss(loss_fn, all_logits, data.labels))
+    return torch.cat(logits)
+
+
+def evaluate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: SplitTensors,
+    cfg: ClassifierConfig,
+    device: torch.device,
+    classes: tuple[str, ...],
+    positive: int,
+    prefix: str,
+) -> dict[str, float]:
+    """Scores ``data``; returns ``{prefix}/loss`` and the classification metrics."""
+    logits = predict(model, data, cfg, device)
+    metrics = classification_metrics(logits, data.labels, len(classes), positive, prefix=prefix, class_names=classes)
+    metrics[f"{prefix}/loss"] = float(loss_fn(logits, data.labels))
     return metrics
-
-
-def _positive_index(cfg: ClassifierConfig, classes: tuple[str, ...]) -> int:
-    if cfg.positive_class is None:
-        return 1
-    if cfg.positive_class not in classes:
-        raise ValueError(f"positive_class {cfg.positive_class!r} is not a class of the dataset {list(classes)}")
-    return classes.index(cfg.positive_class)
 
 
 def load_training_data(cfg: ClassifierConfig) -> tuple[SampleIndex, dict[str, SplitTensors]]:
@@ -164,6 +141,42 @@ def load_training_data(cfg: ClassifierConfig) -> tuple[SampleIndex, dict[str, Sp
     return dataset, splits
 
 
+def _schedule(cfg: ClassifierConfig) -> FineTuneSchedule:
+    if cfg.phase1_epochs:
+        return FineTuneSchedule.two_phase(
+            cfg.phase1_epochs, cfg.phase1_lr, cfg.epochs - cfg.phase1_epochs, cfg.lr, cfg.fine_tune_fraction
+        )
+    return FineTuneSchedule.single(cfg.epochs, cfg.lr, cfg.fine_tune_fraction)
+
+
+def _enter(model: nn.Module, schedule: FineTuneSchedule, cfg: ClassifierConfig, epoch: int):
+    """The phase of ``epoch`` with a fresh optimiser and LR schedule over its trainable params."""
+    phase = schedule.phase_for_epoch(epoch)
+    optimizer, scheduler = enter_phase(
+        model, phase, cfg.optimizer, cfg.weight_decay, cfg.lr_schedule, cfg.warmup_epochs,
+        schedule.epochs_in_phase(phase.index), momentum=cfg.momentum, input_size=cfg.image_size,
+    )
+    return phase, optimizer, scheduler
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+    lower_is_better = metric.endswith("loss")
+    return best is None or (value < best if lower_is_better else value > best)
+
+
+class _Best:
+    """The best epoch so far by ``select_metric`` and a CPU copy of its weights."""
+
+    def __init__(self, metric: str, state: dict | None = None) -> None:
+        self.metric = metric
+        self.score, self.epoch, self.weights = (state["best_score"], state["best_epoch"], state["best_model"]) if state else (None, 0, None)
+
+    def update(self, metrics: dict[str, float], model: nn.Module, epoch: int) -> None:
+        if _is_better(metrics[self.metric], self.score, self.metric):
+            self.score, self.epoch = metrics[self.metric], epoch
+            self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+
 def train_classifier(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``config`` validates as :class:`ClassifierConfig`."""
     cfg = ClassifierConfig.model_validate(config)
@@ -171,64 +184,108 @@ def train_classifier(config: dict[str, Any]) -> None:
     device = select_device(cfg.device)
     dataset, splits = load_training_data(cfg)
     augmentation = build_augmentation(cfg.augmentation)
-    num_classes = len(dataset.classes)
-    positive_index = _positive_index(cfg, dataset.classes)
+    classes = dataset.classes
+    positive = positive_index(cfg, classes)
+    if cfg.select_metric.removeprefix("val/") not in {"loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "kappa"}:
+        raise ValueError(f"select_metric {cfg.select_metric!r} is not a reported val/ metric")
 
     seed_everything(cfg.seed)
-    model = build_model(cfg, num_classes).to(device)
+    model = build_model(cfg, len(classes)).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    loss_fn = _loss_fn(_is_binary(cfg, num_classes))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = build_loss(cfg, len(classes), splits["train"].labels)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.amp and device.type == "cuda")
+    schedule = _schedule(cfg)
 
-    start_epoch, best_score, best_epoch, best_weights = 1, float("-inf"), 0, None
     state = load_trial_checkpoint()
-    if state is not None:
+    start_epoch = state["epoch"] + 1 if state else 1
+    if state:
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+    phase, optimizer, scheduler = _enter(model, schedule, cfg, start_epoch)
+    if state:
+        if state["phase"] == phase.index:  # mid-phase: continue the optimiser and schedule
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        start_epoch = state["epoch"] + 1
-        best_score, best_epoch, best_weights = state["best_score"], state["best_epoch"], state["best_model"]
+    best = _Best(cfg.select_metric, state)
+    history: list[dict[str, Any]] = list(state["history"]) if state else []
+    profile = model_profile(model, cfg.image_size, device) if cfg.profile else {}
 
     for epoch in range(start_epoch, cfg.epochs + 1):
         started = time.perf_counter()
+        if schedule.phase_for_epoch(epoch).index != phase.index:
+            phase, optimizer, scheduler = _enter(model, schedule, cfg, epoch)
+        lr = optimizer.param_groups[0]["lr"]
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loss = train_one_epoch(
-            model, optimizer, loss_fn, splits["train"], cfg, generator, device, scaler, augmentation
-        )
-        metrics = {"epoch": epoch, "train/loss": train_loss, "resumed_from_epoch": start_epoch - 1}
-        metrics.update(evaluate(model, loss_fn, splits["val"], cfg, device, num_classes, positive_index, "val"))
-        if metrics[SELECTION_METRIC] > best_score:
-            best_score, best_epoch = metrics[SELECTION_METRIC], epoch
-            best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-        metrics["val/best_accuracy"], metrics["best_epoch"] = best_score, best_epoch
-        if epoch == cfg.epochs and "test" in splits:
-            metrics.update(_score_test(model, best_weights, loss_fn, splits["test"], cfg, device, num_classes, positive_index))
+        train_loss = train_one_epoch(model, optimizer, loss_fn, splits["train"], cfg, generator, device, scaler, augmentation)
+        train_seconds = time.perf_counter() - started
+        scheduler.step()
+        metrics: dict[str, Any] = {
+            "epoch": epoch, "phase": phase.index, "lr": lr, "train/loss": train_loss,
+            "time/train_s": train_seconds, "time/train_img_per_s": len(splits["train"]) / train_seconds,
+        }
+        metrics.update(evaluate(model, loss_fn, splits["val"], cfg, device, classes, positive, "val"))
+        best.update(metrics, model, epoch)
+        metrics.update({"val/best": best.score, "best_epoch": best.epoch, "resumed_from_epoch": start_epoch - 1})
+        metrics.update(profile)
+        profile = {}
+        history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        if epoch == cfg.epochs:
+            metrics.update(_finish(model, best, loss_fn, splits, cfg, device, classes, positive, history))
         metrics["time/epoch_s"] = time.perf_counter() - started
         report_with_checkpoint(
             metrics,
             {
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
                 "rng": rng_state(),
                 "epoch": epoch,
-                "best_score": best_score,
-                "best_epoch": best_epoch,
-                "best_model": best_weights,
+                "phase": phase.index,
+                "best_score": best.score,
+                "best_epoch": best.epoch,
+                "best_model": best.weights,
+                "history": history,
                 "config": cfg.model_dump(mode="json"),
-                "classes": list(dataset.classes),
+                "classes": list(classes),
             },
         )
 
 
-def _score_test(model, best_weights, loss_fn, data, cfg, device, num_classes, positive_index) -> dict[str, float]:
-    """Scores the test split with the best epoch's weights, then puts the last weights back."""
+def _finish(model, best: _Best, loss_fn, splits, cfg, device, classes, positive, history) -> dict[str, float]:
+    """Test scores and artifacts with the best epoch's weights; the last weights are put back."""
     last = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    model.load_state_dict(best_weights)
+    model.load_state_dict(best.weights)
     try:
-        return evaluate(model, loss_fn, data, cfg, device, num_classes, positive_index, "test")
+        metrics = evaluate(model, loss_fn, splits["test"], cfg, device, classes, positive, "test") if "test" in splits else {}
+        if cfg.artifacts:
+            _write_artifacts(model, splits["val"], cfg, device, classes, positive, history)
+        return metrics
     finally:
         model.load_state_dict(last)
+
+
+def _write_artifacts(model, data: SplitTensors, cfg, device, classes, positive, history) -> None:
+    from trainables.artifacts import write_trial_artifacts
+
+    out_dir = trial_dir()
+    if out_dir is None:
+        logger.warning("no trial directory (not running under Ray Tune): artifacts skipped")
+        return
+    logits = predict(model, data, cfg, device)
+    binary = logits.shape[1] == 1
+    scores = torch.sigmoid(logits[:, 0]) if binary else torch.softmax(logits, dim=1)
+    if binary:
+        preds = (scores >= 0.5).long()
+        scores = scores if positive == 1 else 1.0 - scores
+    else:
+        preds = scores.argmax(dim=1)
+    write_trial_artifacts(
+        out_dir / "artifacts",
+        targets=data.labels.numpy(), scores=scores.numpy(), preds=preds.numpy(), classes=list(classes),
+        history=history, positive_index=positive, model=model,
+        sample_images=data.images[: cfg.gradcam_images], sample_targets=data.labels[: cfg.gradcam_images].tolist(),
+        normalization=cfg.normalization, binary=binary,
+    )

@@ -1,14 +1,20 @@
-"""Typed defaults of the ``classifier`` trainable: the single place they live."""
+"""Typed defaults of the ``classifier`` trainable: the single place they live.
+
+Every variant of the classification papers (P000, P002, P003) is a value of these keys; see
+``docs/classifier.md`` for the mapping.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from trainables.data.config import DataConfig
 
 __all__ = ["ClassifierConfig"]
+
+AugmentationSpec = Union[str, list[Union[str, dict[str, Any]]], None]
 
 
 class ClassifierConfig(BaseModel):
@@ -16,16 +22,42 @@ class ClassifierConfig(BaseModel):
 
     Attributes:
         data: Dataset section (filled from the study's ``data``).
-        backbone: A ``timm`` model name (``resnet18``, ``efficientnetv2_rw_s``, ...).
+        backbone: A ``timm`` model name (``resnet18``, ``tf_efficientnetv2_b0``, ...) or a
+            paper's name (``ResNet50``, ``EfficientNetV2B0``: ``PAPER_BACKBONES``).
         pretrained: ``False``, ``True`` (timm hub; fails fast offline) or a local
             ``.safetensors``/``.pth`` weights file.
+        spatial_dropout: Channel dropout on the backbone's feature map (P002).
+        attention: Attention type from the attention registry (``none``, ``mhsa``, ``ela``,
+            ``simam``, ``gam``, ...).
+        attention_placement: ``none``; ``last_stage`` (on the last feature map before pooling,
+            as P000's MHSA on the 4×4 map); ``penultimate_stage`` (between the backbone's last
+            two stages); ``head`` (after the projection and spatial dropout).
+        attention_heads: MHSA heads; ``attention_residual`` / ``attention_norm``: MHSA's
+            residual connection and LayerNorm.
+        projection_channels: 0 keeps the backbone's native width; > 0 adds a 1×1 projection
+            to that width before the head (P000's 512-channel reading for ResNet50/101).
         pooling: Global pooling of the last feature map: average (gap) or max (gmp).
-        dropout: Dropout before the output layer (and after the dense layer).
-        dense_units: Width of the hidden dense layer; 0 removes it.
-        loss: ``bce`` (binary, one logit), ``ce`` (softmax over K logits) or ``auto``
-            (bce for two classes, ce otherwise).
+        dense_units: Hidden dense layers: an int (one layer; 0 = none) or a list (``[512, 256]``).
+        dropout: Dropout after each dense layer (and before the output layer without any).
+        loss: ``bce`` (binary, one logit), ``ce`` (softmax over K logits), ``focal``,
+            ``modified_focal`` (P000), or ``auto`` (bce for two classes, ce otherwise).
+            Focal losses use one logit for two classes, K logits otherwise.
+        focal_alpha / focal_gamma: α (``None``: no α weighting) and γ of the focal losses.
+        label_smoothing: Label smoothing of bce/ce.
+        class_weights: Per-class loss weights in class order, ``balanced`` (inverse train
+            frequency) or ``None``.
         positive_class: Class name scored as positive by binary metrics; default the
-            second class in sorted order.
+            second class in sorted order (P003's numbers need ``NOCORROSION``).
+        select_metric: Validation metric that picks the best epoch, whose weights score the
+            test split at the end (higher is better, except losses).
+        optimizer: adam | adamw | sgd; ``momentum`` for sgd.
+        lr_schedule: ``constant`` or ``cosine`` (after ``warmup_epochs`` of linear warm-up).
+        fine_tune_fraction: Top fraction of backbone layers that train (0 = frozen backbone,
+            1 = all); a layer is a parameterised leaf module in forward order
+            (``trainables/finetune.py``); BatchNorm statistics stay frozen in frozen layers.
+        phase1_epochs: > 0 enables P003's two-phase schedule: the head alone trains for this
+            many epochs at ``phase1_lr``, then ``fine_tune_fraction`` of the backbone joins at
+            ``lr`` for the remaining ``epochs - phase1_epochs`` (one continuous curve for ASHA).
         epochs: Epoch budget (the schedulers' ``max_t``).
         image_size: Square input side in pixels.
         resize: How images reach ``image_size``: stretch, letterbox (pad, keep aspect) or
@@ -41,6 +73,9 @@ class ClassifierConfig(BaseModel):
         device: ``auto`` takes CUDA when present.
         amp: Mixed precision (CUDA only; ignored on CPU).
         channels_last: NHWC memory format (CUDA only; ignored on CPU).
+        profile: Report params, FLOPs and batch-1 latency (``model/*``) once at the start.
+        artifacts: Write confusion matrix, ROC, PR, curves and Grad-CAM overlays at the end.
+        gradcam_images: How many validation images get a Grad-CAM overlay.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -48,23 +83,66 @@ class ClassifierConfig(BaseModel):
     data: DataConfig
     backbone: str = "resnet18"
     pretrained: Union[bool, str] = False
+    spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    attention: str = "none"
+    attention_placement: Literal["none", "last_stage", "penultimate_stage", "head"] = "none"
+    attention_heads: int = Field(8, ge=1)
+    attention_residual: bool = True
+    attention_norm: bool = True
+    projection_channels: int = Field(0, ge=0)
     pooling: Literal["gap", "gmp"] = "gap"
+    dense_units: Union[int, list[int]] = 256
     dropout: float = Field(0.5, ge=0.0, lt=1.0)
-    dense_units: int = Field(256, ge=0)
-    loss: Literal["auto", "bce", "ce"] = "auto"
-    positive_class: Union[str, None] = None
+    loss: Literal["auto", "bce", "ce", "focal", "modified_focal"] = "auto"
+    focal_alpha: Optional[float] = Field(0.25, ge=0.0, le=1.0)
+    focal_gamma: float = Field(2.0, ge=0.0)
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
+    class_weights: Union[Literal["balanced"], list[float], None] = None
+    positive_class: Optional[str] = None
+    select_metric: str = "val/accuracy"
+    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
     lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    fine_tune_fraction: float = Field(1.0, ge=0.0, le=1.0)
+    phase1_epochs: int = Field(0, ge=0)
+    phase1_lr: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(32, ge=1)
     eval_batch_size: int = Field(128, ge=1)
     epochs: int = Field(10, ge=1)
     image_size: int = Field(128, ge=16)
     resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
     normalization: Literal["imagenet", "unit", "caffe"] = "imagenet"
-    augmentation: Union[str, list[Union[str, dict[str, Any]]], None] = "hflip"
+    augmentation: AugmentationSpec = "hflip"
     offline_expansion: int = Field(1, ge=1)
-    offline_augmentation: Union[str, list[Union[str, dict[str, Any]]], None] = None
+    offline_augmentation: AugmentationSpec = None
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True
     channels_last: bool = True
+    profile: bool = True
+    artifacts: bool = True
+    gradcam_images: int = Field(8, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ClassifierConfig":
+        if self.phase1_epochs >= self.epochs:
+            raise ValueError(f"phase1_epochs ({self.phase1_epochs}) must be below epochs ({self.epochs})")
+        if (self.attention == "none") != (self.attention_placement == "none"):
+            raise ValueError(
+                f"attention {self.attention!r} with attention_placement {self.attention_placement!r}: "
+                "set both, or neither"
+            )
+        widths = [self.dense_units] if isinstance(self.dense_units, int) else self.dense_units
+        if any(u < 0 for u in widths) or (isinstance(self.dense_units, list) and 0 in widths):
+            raise ValueError(f"dense_units must be 0, a positive width or a list of them, got {self.dense_units!r}")
+        return self
+
+    @property
+    def hidden_units(self) -> list[int]:
+        """``dense_units`` as a list of hidden widths (``0`` → none)."""
+        if isinstance(self.dense_units, int):
+            return [self.dense_units] if self.dense_units > 0 else []
+        return list(self.dense_units)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import torch
 from torchmetrics.functional import classification as tmf
 
@@ -9,7 +11,12 @@ __all__ = ["classification_metrics"]
 
 
 def classification_metrics(
-    logits: torch.Tensor, targets: torch.Tensor, num_classes: int, positive_index: int = 1, prefix: str = "val"
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    num_classes: int,
+    positive_index: int = 1,
+    prefix: str = "val",
+    class_names: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Computes accuracy, precision, recall, F1, ROC-AUC, PR-AUC and Cohen's kappa.
 
@@ -20,6 +27,7 @@ def classification_metrics(
         num_classes: K (2 for binary).
         positive_index: Binary only: the label scored as positive (0 or 1).
         prefix: Namespace of the returned keys.
+        class_names: Multi-class only: also report per-class F1 as ``{prefix}/f1/<name>``.
 
     Returns:
         ``{f"{prefix}/accuracy": ..., ...}``; binary metrics also carry the confusion
@@ -60,6 +68,9 @@ def classification_metrics(
             "pr_auc": tmf.multiclass_average_precision(probs, targets, **kw),
             "kappa": tmf.multiclass_cohen_kappa(preds, targets, num_classes=num_classes),
         }
+        if class_names is not None:
+            per_class = tmf.multiclass_f1_score(preds, targets, num_classes=num_classes, average=None)
+            values.update({f"f1/{name}": f1 for name, f1 in zip(class_names, per_class)})
     if single_class:
         values["roc_auc"] = values["pr_auc"] = float("nan")
     return {f"{prefix}/{k}": float(v) for k, v in values.items()}

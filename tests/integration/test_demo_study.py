@@ -73,6 +73,10 @@ def test_demo_study_runs_end_to_end(tmp_path):
         last = _results(trial)[-1]
         for key in ("train/loss", "val/loss", "val/accuracy", "val/f1", "test/accuracy"):
             assert key in last
+        assert "model/gflops" in _results(trial)[0]
+        artifacts = {p.name for p in (trial / "artifacts").glob("*.png")}
+        assert {"confusion_matrix.png", "roc.png", "pr.png", "curves.png", "gradcam_000.png"} <= artifacts
+        assert list(trial.glob("wandb/offline-run-*/files/media/images/artifacts/confusion_matrix_*.png"))
     assert len(_wandb_run_ids(study_dir)) == len(trials)
     board = json.loads((study_dir / "leaderboard.json").read_text())
     assert board["metric"] == "val/accuracy" and len(board["trials"]) == 3

@@ -8,7 +8,7 @@ import pytest
 from search_spaces import SPACES, get_space, parameter_names
 from trainables import get_trainable
 
-SPACE_TRAINABLE = {"classifier_basic": "classifier"}
+SPACE_TRAINABLE = {"classifier_basic": "classifier", "classifier_full": "classifier", "classifier_p002": "classifier"}
 
 
 def test_every_space_is_mapped_to_a_trainable():
@@ -20,7 +20,7 @@ def test_space_suggestions_are_valid_trainable_configs(name):
     config_model = get_trainable(SPACE_TRAINABLE[name]).config_model
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     space = get_space(name)
-    for _ in range(20):
+    for _ in range(60):
         trial = study.ask()
         started = time.perf_counter()
         constants = space(trial) or {}
@@ -42,3 +42,17 @@ def test_classifier_basic_samples_lr_on_a_log_scale():
     below_1e3 = sum(v < 1e-3 for v in values) / len(values)
     # log-uniform over [1e-4, 3e-2]: P(lr < 1e-3) = log(10)/log(300) ≈ 0.40 (uniform would give 0.03)
     assert 0.3 < below_1e3 < 0.5
+
+
+def test_classifier_full_is_conditional():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = []
+    for _ in range(80):
+        trial = study.ask()
+        get_space("classifier_full")(trial)
+        params = trial.params
+        assert ("focal_gamma" in params) == (params["loss"] != "auto")
+        assert ("attention" in params) == (params["attention_placement"] != "none")
+        seen.append(params)
+        study.tell(trial, 0.5)
+    assert {p["attention_placement"] for p in seen} == {"none", "last_stage", "penultimate_stage", "head"}

@@ -174,3 +174,12 @@ def test_hub_failure_is_fast_and_names_the_local_file_option(monkeypatch):
     # pretrained=False never touches the hub
     assert create_backbone(NAME, False).num_features == 512
     assert calls == [True, False]
+
+
+def test_paper_names_map_to_timm_models():
+    from trainables._backbones import PAPER_BACKBONES, resolve_backbone_name
+
+    assert all(timm.is_model(name) for name in PAPER_BACKBONES.values())
+    assert resolve_backbone_name("NASNetMobile") == "mnasnet_100"
+    assert resolve_backbone_name("resnet10t") == "resnet10t"
+    assert create_backbone("ResNet18").num_features == 512

@@ -7,13 +7,16 @@ import torch
 from torch import nn
 
 from trainables._runtime import seed_everything
-from trainables.classifier import _is_binary, _loss_fn, _positive_index, build_model, evaluate, train_one_epoch
+from trainables.classifier import evaluate, train_one_epoch
+from trainables.classifier_build import build_loss, build_model, positive_index
+from trainables.losses import BinaryCrossEntropyLoss, CrossEntropyLoss, create_loss
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.augment import build_augmentation, normalize_batch
 from trainables.data.config import DataConfig
 from trainables.data.tensors import SplitTensors
 from trainables.models.classifier import ClassifierNet, GlobalPool
 
+CLASSES = {2: ("a", "b"), 3: ("a", "b", "c")}
 CPU = torch.device("cpu")
 BACKBONES = [
     "resnet10t",
@@ -63,7 +66,7 @@ def _train(cfg: ClassifierConfig, data: SplitTensors, num_classes: int, epochs: 
     seed_everything(cfg.seed)
     model = build_model(cfg, num_classes)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    loss_fn = _loss_fn(_is_binary(cfg, num_classes))
+    loss_fn = build_loss(cfg, num_classes, data.labels)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     generator = torch.Generator().manual_seed(generator_seed)
     augmentation = build_augmentation(cfg.augmentation)
@@ -101,8 +104,8 @@ def test_model_contract(backbone, pooling, num_classes, outputs):
     assert logits.shape == (2, outputs)
     assert torch.isfinite(logits).all()
     targets = torch.tensor([0, 1]) if outputs == 1 else torch.tensor([0, 2])
-    loss_fn = _loss_fn(outputs == 1)
-    loss = loss_fn(logits.reshape(-1), targets.float()) if outputs == 1 else loss_fn(logits, targets)
+    loss_fn = create_loss("bce" if outputs == 1 else "ce", num_outputs=outputs)
+    loss = loss_fn(logits, targets)
     loss.backward()
     assert torch.isfinite(loss)
     without_grad = []
@@ -151,11 +154,11 @@ def test_global_pool_average_and_max():
 def test_channels_last_backbone_output_is_pooled_over_space():
     model = build_model(_cfg(backbone="test_mambaout", dense_units=0), 3)
     assert getattr(model.backbone, "output_fmt", "NCHW") == "NHWC"
-    assert model.pool.channels_last
     x = torch.randn(2, 3, 64, 64)
     assert model(x).shape == (2, 3)
     features = model.backbone.forward_features(x)  # (N, H, W, C)
-    assert torch.allclose(model.pool(features), features.mean(dim=(1, 2)))
+    assert model.feature_map(x).shape == features.permute(0, 3, 1, 2).shape  # the head works on NCHW
+    assert torch.allclose(model.pool(model.feature_map(x)), features.mean(dim=(1, 2)))
 
 
 def test_global_pool_of_nhwc_features_equals_nchw_pooling_of_the_same_map():
@@ -170,8 +173,8 @@ def test_output_width_follows_the_loss():
     assert build_model(_cfg(loss="auto"), 4).head[-1].out_features == 4
     assert build_model(_cfg(loss="bce"), 2).head[-1].out_features == 1
     assert build_model(_cfg(loss="ce"), 3).head[-1].out_features == 3
-    assert isinstance(_loss_fn(_is_binary(_cfg(loss="auto"), 2)), nn.BCEWithLogitsLoss)
-    assert isinstance(_loss_fn(_is_binary(_cfg(loss="auto"), 3)), nn.CrossEntropyLoss)
+    assert isinstance(build_loss(_cfg(loss="auto"), 2, torch.tensor([0, 1])), BinaryCrossEntropyLoss)
+    assert isinstance(build_loss(_cfg(loss="auto"), 3, torch.tensor([0, 1, 2])), CrossEntropyLoss)
 
 
 def test_bce_with_three_classes_is_a_value_error():
@@ -187,13 +190,13 @@ def test_unknown_pooling_is_rejected_by_the_config():
 # ---------------------------------------------------------------- positive class
 
 
-def test_positive_index():
+def testpositive_index():
     classes = ("corroded", "non_corroded")
-    assert _positive_index(_cfg(), classes) == 1  # default: second class in sorted order
-    assert _positive_index(_cfg(positive_class="corroded"), classes) == 0
-    assert _positive_index(_cfg(positive_class="non_corroded"), classes) == 1
+    assert positive_index(_cfg(), classes) == 1  # default: second class in sorted order
+    assert positive_index(_cfg(positive_class="corroded"), classes) == 0
+    assert positive_index(_cfg(positive_class="non_corroded"), classes) == 1
     with pytest.raises(ValueError, match="rust") as info:
-        _positive_index(_cfg(positive_class="rust"), classes)
+        positive_index(_cfg(positive_class="rust"), classes)
     assert "corroded" in str(info.value)
 
 
@@ -206,7 +209,7 @@ def test_training_lowers_the_loss_and_separates_bright_from_dark():
     model, loss_fn, losses = _train(cfg, train, 2, epochs=4)
     assert all(torch.isfinite(torch.tensor(losses)))
     assert losses[-1] < 0.5 * losses[0], losses
-    metrics = evaluate(model, loss_fn, val, cfg, CPU, num_classes=2, positive_index=1, prefix="val")
+    metrics = evaluate(model, loss_fn, val, cfg, CPU, classes=CLASSES[2], positive=1, prefix="val")
     assert {k.split("/", 1)[1] for k in metrics} == METRIC_KEYS | {"loss", "tp", "fp", "tn", "fn"}
     assert all(k.startswith("val/") for k in metrics)
     assert metrics["val/accuracy"] >= 0.9
@@ -219,8 +222,8 @@ def test_training_three_classes_with_cross_entropy():
     train, val = _brightness_data(36, 3, seed=2), _brightness_data(18, 3, seed=3)
     model, loss_fn, losses = _train(cfg, train, 3, epochs=5)
     assert losses[-1] < losses[0]
-    metrics = evaluate(model, loss_fn, val, cfg, CPU, num_classes=3, positive_index=1, prefix="test")
-    assert set(metrics) == {f"test/{k}" for k in METRIC_KEYS | {"loss"}}
+    metrics = evaluate(model, loss_fn, val, cfg, CPU, classes=CLASSES[3], positive=1, prefix="test")
+    assert set(metrics) == {f"test/{k}" for k in METRIC_KEYS | {"loss"}} | {f"test/f1/{c}" for c in CLASSES[3]}
     assert metrics["test/accuracy"] >= 0.8
 
 
@@ -229,9 +232,9 @@ def test_evaluate_does_not_depend_on_the_eval_batch_size():
     data = _brightness_data(10, 2, seed=4)
     torch.manual_seed(0)
     model = build_model(cfg, 2)
-    loss_fn = _loss_fn(True)
-    whole = evaluate(model, loss_fn, data, cfg, CPU, 2, 1, "val")
-    batched = evaluate(model, loss_fn, data, cfg.model_copy(update={"eval_batch_size": 3}), CPU, 2, 1, "val")
+    loss_fn = create_loss("bce", num_outputs=1)
+    whole = evaluate(model, loss_fn, data, cfg, CPU, CLASSES[2], 1, "val")
+    batched = evaluate(model, loss_fn, data, cfg.model_copy(update={"eval_batch_size": 3}), CPU, CLASSES[2], 1, "val")
     assert batched == pytest.approx(whole, abs=1e-5)
     assert not model.training
 
@@ -243,9 +246,9 @@ def test_the_train_loss_is_the_sample_weighted_mean():
     torch.manual_seed(0)
     model = build_model(cfg, 2)
     model.eval()  # BatchNorm in eval mode so batches do not change the statistics used
-    loss_fn = _loss_fn(True)
+    loss_fn = create_loss("bce", num_outputs=1)
     with torch.no_grad():
-        expected = loss_fn(model(normalize_batch(data.images, "imagenet")).reshape(-1), data.labels.float()).item()
+        expected = loss_fn(model(normalize_batch(data.images, "imagenet")), data.labels).item()
 
     class EvalModeWrapper(nn.Module):  # train_one_epoch calls .train(); keep BN frozen
         def __init__(self, inner):
@@ -280,7 +283,7 @@ def test_a_non_finite_loss_is_a_floating_point_error():
     cfg = _cfg(lr=0.5)
     with pytest.raises(FloatingPointError, match="lr=0.5"):
         train_one_epoch(
-            model, torch.optim.SGD(model.parameters(), lr=0.5), _loss_fn(True), _brightness_data(4, 2, 0),
+            model, torch.optim.SGD(model.parameters(), lr=0.5), create_loss("bce", num_outputs=1), _brightness_data(4, 2, 0),
             cfg, torch.Generator().manual_seed(0), CPU, torch.amp.GradScaler("cpu", enabled=False),
             build_augmentation(None),
         )
@@ -308,7 +311,7 @@ def test_cross_entropy_on_two_classes_evaluates():
     data = _brightness_data(8, 2, seed=7)
     model, loss_fn, _ = _train(cfg, data, 2, epochs=1)
     assert model.head[-1].out_features == 2
-    metrics = evaluate(model, loss_fn, data, cfg, CPU, num_classes=2, positive_index=1, prefix="val")
+    metrics = evaluate(model, loss_fn, data, cfg, CPU, classes=CLASSES[2], positive=1, prefix="val")
     assert 0.0 <= metrics["val/accuracy"] <= 1.0
     assert {"val/tp", "val/fp", "val/tn", "val/fn", "val/loss"} <= set(metrics)  # scored as binary
     assert metrics["val/tp"] + metrics["val/fn"] == 4  # 4 of the 8 images are class 1
@@ -318,9 +321,9 @@ def test_cross_entropy_on_two_classes_learns_like_bce():
     cfg = _cfg(loss="ce")
     train, val = _brightness_data(32, 2, seed=0), _brightness_data(16, 2, seed=1)
     model, loss_fn, losses = _train(cfg, train, 2, epochs=4)
-    assert isinstance(loss_fn, nn.CrossEntropyLoss)
+    assert isinstance(loss_fn, CrossEntropyLoss)
     assert losses[-1] < 0.5 * losses[0], losses
-    metrics = evaluate(model, loss_fn, val, cfg, CPU, num_classes=2, positive_index=0, prefix="val")
+    metrics = evaluate(model, loss_fn, val, cfg, CPU, classes=CLASSES[2], positive=0, prefix="val")
     assert metrics["val/accuracy"] >= 0.9
     assert metrics["val/tp"] + metrics["val/fn"] == 8  # positive = class 0 here
 
@@ -338,3 +341,36 @@ def test_offline_expansion_grows_only_the_train_split():
     assert torch.equal(grown["train"].images[:n], base["train"].images)  # originals first
     assert torch.equal(grown["train"].labels, base["train"].labels.repeat(3))
     assert not torch.equal(grown["train"].images[n : 2 * n], base["train"].images)  # augmented copies
+
+
+@pytest.mark.parametrize("placement", ["last_stage", "penultimate_stage", "head"])
+@pytest.mark.parametrize("attention", ["mhsa", "ela", "simam", "gam"])
+def test_every_attention_type_at_every_placement_trains(attention, placement):
+    cfg = _cfg(attention=attention, attention_placement=placement, projection_channels=64 if placement == "head" else 0,
+               spatial_dropout=0.2, dense_units=[16, 8], pooling="gmp", loss="modified_focal")
+    model = build_model(cfg, 2)
+    names = [n for n, _ in model.named_modules()]
+    if placement == "penultimate_stage":
+        assert any(n.startswith("backbone.layer3.1") for n in names)  # wrapped: (stage, attention)
+    else:
+        assert not isinstance(getattr(model, "stage_attention" if placement == "last_stage" else "head_attention"), nn.Identity)
+    logits = model(torch.randn(2, 3, 64, 64))
+    loss = build_loss(cfg, 2, torch.tensor([0, 1]))(logits, torch.tensor([0, 1]))
+    loss.backward()
+    assert logits.shape == (2, 1) and torch.isfinite(loss)
+
+
+def test_sampled_full_space_configs_build_and_run():
+    import optuna
+
+    from search_spaces import get_space
+
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=3))
+    for _ in range(8):
+        trial = study.ask()
+        get_space("classifier_full")(trial)
+        cfg = _cfg(**trial.params)
+        model = build_model(cfg, 3)
+        out = model(torch.randn(2, 3, 64, 64))
+        assert out.shape == (2, 3) and torch.isfinite(out).all()
+        study.tell(trial, 0.0)
