@@ -15,9 +15,10 @@ class ArtifactWandbLoggerCallback(WandbLoggerCallback):
     """Logs ``<trial>/artifacts/*.png`` (plots, Grad-CAM) as W&B images at the trial's last step."""
 
     def log_trial_end(self, trial, failed: bool = False) -> None:
-        folder = Path(trial.local_path) / "artifacts"
+        # the study directory holds the synced artifacts; the driver's staging folder may not
+        folder = next((f for f in (Path(trial.path) / "artifacts", Path(trial.local_path) / "artifacts") if f.is_dir()), None)
         step = (trial.last_result or {}).get("training_iteration")
-        if trial in self._trial_queues and folder.is_dir() and step is not None:
+        if trial in self._trial_queues and folder is not None and step is not None:
             images = {f"artifacts/{p.stem}": np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.glob("*.png"))}
             if images:
                 self._trial_queues[trial].put((_QueueItem.RESULT, _clean_log({**images, "training_iteration": step})))

@@ -135,6 +135,8 @@ def build_tuner(study: Study, storage: str | os.PathLike, wandb_mode: str, conso
                 checkpoint_score_order=objective.mode,
             ),
             failure_config=tune.FailureConfig(max_failures=study.failure.max_failures),
+            # files a trial writes into its directory (artifacts/) reach the study directory
+            sync_config=tune.SyncConfig(sync_artifacts=True),
             verbose=0,
         ),
     )

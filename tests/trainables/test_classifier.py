@@ -89,12 +89,18 @@ def _one_thread():
 # ---------------------------------------------------------------- model contract
 
 
+PLACEMENTS = {"none": "none", "last_stage": "mhsa", "penultimate_stage": "gam", "head": "ela"}
+"""Each placement with one attention type (every type × placement: test_every_attention_type...)."""
+
+
 @pytest.mark.parametrize("num_classes,outputs", [(2, 1), (3, 3)])
+@pytest.mark.parametrize("placement", list(PLACEMENTS))
 @pytest.mark.parametrize("pooling", ["gap", "gmp"])
 @pytest.mark.parametrize("backbone", BACKBONES)
-def test_model_contract(backbone, pooling, num_classes, outputs):
+def test_model_contract(backbone, pooling, placement, num_classes, outputs):
     torch.manual_seed(0)
-    cfg = _cfg(backbone=backbone, pooling=pooling, dense_units=8, dropout=0.2)
+    cfg = _cfg(backbone=backbone, pooling=pooling, dense_units=8, dropout=0.2,
+               attention=PLACEMENTS[placement], attention_placement=placement, attention_heads=4)
     model = build_model(cfg, num_classes)
     assert isinstance(model, ClassifierNet)
     assert model.pool.kind == pooling
