@@ -99,7 +99,9 @@ class ClassifierConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: Union[Literal["balanced"], list[float], None] = None
     positive_class: Optional[str] = None
-    select_metric: str = "val/accuracy"
+    select_metric: Literal[
+        "val/accuracy", "val/f1", "val/precision", "val/recall", "val/roc_auc", "val/pr_auc", "val/kappa", "val/loss"
+    ] = "val/accuracy"
     optimizer: Literal["adam", "adamw", "sgd"] = "adam"
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
     lr: float = Field(1e-3, gt=0.0)
