@@ -21,7 +21,7 @@ PIL's ``ImageFile.LOAD_TRUNCATED_IMAGES`` is forced off while the files are deco
 afterwards (not thread-safe: do not decode images in other threads of the process meanwhile).
 
 Example:
-    >>> report = scan_path("../shared/datasets/xsdd")  # doctest: +SKIP
+    >>> report = scan_path("/data/steel_defects")  # doctest: +SKIP
     >>> print(report.summary())  # doctest: +SKIP
 """
 
