@@ -261,19 +261,21 @@ def _finish(model, best: _Best, loss_fn, splits, cfg, device, classes, positive,
     try:
         metrics = evaluate(model, loss_fn, splits["test"], cfg, device, classes, positive, "test") if "test" in splits else {}
         if cfg.artifacts:
-            _write_artifacts(model, splits["val"], cfg, device, classes, positive, history)
+            # the count lets the W&B logger wait until every file reached the study directory
+            metrics["artifacts/files"] = len(_write_artifacts(model, splits["val"], cfg, device, classes, positive, history))
         return metrics
     finally:
         model.load_state_dict(last)
 
 
-def _write_artifacts(model, data: SplitTensors, cfg, device, classes, positive, history) -> None:
+def _write_artifacts(model, data: SplitTensors, cfg, device, classes, positive, history) -> dict:
+    """Writes ``<trial dir>/artifacts/``; returns file name → path of what was written."""
     from trainables.artifacts import write_trial_artifacts
 
     out_dir = trial_dir()
     if out_dir is None:
         logger.warning("no trial directory (not running under Ray Tune): artifacts skipped")
-        return
+        return {}
     logits = predict(model, data, cfg, device)
     binary = logits.shape[1] == 1
     scores = torch.sigmoid(logits[:, 0]) if binary else torch.softmax(logits, dim=1)
@@ -282,7 +284,7 @@ def _write_artifacts(model, data: SplitTensors, cfg, device, classes, positive, 
         scores = scores if positive == 1 else 1.0 - scores
     else:
         preds = scores.argmax(dim=1)
-    write_trial_artifacts(
+    return write_trial_artifacts(
         out_dir / "artifacts",
         targets=data.labels.numpy(), scores=scores.numpy(), preds=preds.numpy(), classes=list(classes),
         history=history, positive_index=positive, model=model,
