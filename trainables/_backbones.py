@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import difflib
+import os
+import socket
+import urllib.parse
 from pathlib import Path
 from typing import Union
 
@@ -96,6 +99,18 @@ def _load_local_weights(model: nn.Module, name: str, path: Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
+def _hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (offline mode, DNS, connect), or None."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return "HF_HUB_OFFLINE is set"
+    host = urllib.parse.urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as err:
+        return f"{host} is unreachable ({err}); this machine may be offline"
+    return None
+
+
 def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Module:
     """Returns a timm model without classifier (``forward_features`` gives the feature map).
 
@@ -121,6 +136,12 @@ def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Modul
         return model
     if not pretrained:
         return timm.create_model(name, pretrained=False, **kwargs)
+    unreachable = _hub_unreachable()
+    if unreachable:  # huggingface_hub would retry with back-off for about a minute first
+        raise PretrainedWeightsError(
+            f"cannot download pretrained weights for {name!r}: {unreachable}. Set `pretrained` to a "
+            "local .safetensors/.pth file of that model, or `pretrained: false`."
+        )
     try:
         return timm.create_model(name, pretrained=True, **kwargs)
     except Exception as err:  # network, hub or cache errors

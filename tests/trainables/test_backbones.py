@@ -160,6 +160,7 @@ def test_hub_failure_is_fast_and_names_the_local_file_option(monkeypatch):
         return real_create(name, pretrained=False, **kwargs)
 
     monkeypatch.setattr(timm, "create_model", offline)
+    monkeypatch.setattr("trainables._backbones._hub_unreachable", lambda: None)  # reachable, download fails
     started = time.perf_counter()
     with pytest.raises(PretrainedWeightsError) as info:
         create_backbone(NAME, True)
@@ -183,3 +184,28 @@ def test_paper_names_map_to_timm_models():
     assert resolve_backbone_name("NASNetMobile") == "mnasnet_100"
     assert resolve_backbone_name("resnet10t") == "resnet10t"
     assert create_backbone("ResNet18").num_features == 512
+
+
+@pytest.mark.parametrize("how", ["dns", "offline_env"])
+def test_unreachable_hub_fails_before_any_download(monkeypatch, how):
+    import socket
+
+    def no_network(*args, **kwargs):
+        raise OSError("[Errno -2] Name or service not known")
+
+    def never(*args, **kwargs):
+        raise AssertionError("no download may be attempted")
+
+    if how == "dns":
+        monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+        monkeypatch.setattr(socket, "create_connection", no_network)
+    else:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(timm, "create_model", never)
+    started = time.perf_counter()
+    with pytest.raises(PretrainedWeightsError) as info:
+        create_backbone(NAME, True)
+    assert time.perf_counter() - started < 2.0
+    message = str(info.value)
+    assert NAME in message and "local .safetensors/.pth" in message
+    assert ("unreachable" in message) if how == "dns" else ("HF_HUB_OFFLINE" in message)
