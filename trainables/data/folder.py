@@ -12,7 +12,7 @@ from pathlib import Path
 
 from trainables.data.config import DataConfig
 from trainables.data.index import Sample, SampleIndex
-from trainables.data.splits import assign_splits, check_splits
+from trainables.data.splits import split_index
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -103,6 +103,4 @@ def read_classification_folder(
         FileNotFoundError: ``root`` does not exist.
         ValueError: unknown layout, fewer than two classes, or a split without images of a class.
     """
-    index = assign_splits(scan_classification_folder(root), split, seed)
-    check_splits(index)
-    return index
+    return split_index(scan_classification_folder(root), split, seed)

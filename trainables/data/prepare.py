@@ -24,7 +24,7 @@ from trainables.data.folder import resolve_root, scan_classification_folder
 from trainables.data.index import SampleIndex
 from trainables.data.manifest import read_manifest, write_manifest
 from trainables.data.segmentation import read_coco, read_segmentation_folder
-from trainables.data.splits import assign_splits, check_splits
+from trainables.data.splits import split_index
 
 __all__ = ["DataPreparationError", "cached_scan", "find_coco_annotations", "load_index", "prepare_dataset", "read_index"]
 
@@ -153,8 +153,7 @@ def prepare_dataset(
             log(f"Data: skipping {len(unusable)} unusable file(s), listed in {out / 'skipped.txt'}")
         hashes = {str((root / rel).resolve()): sha for rel, sha in report.hashes.items()}
         index = index.with_samples(replace(s, hash=hashes.get(s.path)) for s in kept)
-        index = assign_splits(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
-        check_splits(index)
+        index = split_index(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
     except (FileNotFoundError, ValueError) as err:
         raise DataPreparationError(str(err)) from err
     write_manifest(index, manifest)
@@ -166,6 +165,4 @@ def load_index(data: DataConfig, task: str) -> SampleIndex:
     """The index a trial trains on: the study's manifest, or (outside a study) read and split."""
     if data.manifest:
         return read_manifest(data.manifest)
-    index = assign_splits(read_index(data, task), data.split, data.split_seed)
-    check_splits(index)
-    return index
+    return split_index(read_index(data, task), data.split, data.split_seed)

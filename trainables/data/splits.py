@@ -10,7 +10,7 @@ import numpy as np
 
 from trainables.data.index import SPLITS, SampleIndex
 
-__all__ = ["assign_splits", "check_splits"]
+__all__ = ["assign_splits", "check_splits", "split_index"]
 
 
 def _targets(total: int, ratios: Sequence[float]) -> list[int]:
@@ -80,3 +80,12 @@ def check_splits(index: SampleIndex, required: Sequence[str] = ("train", "val"))
                 f"{index.root}: the {split} split has no images of class(es) {missing}; "
                 "add images or change data.split"
             )
+
+
+def split_index(
+    index: SampleIndex, ratios: Sequence[float], seed: int = 0, groups: Optional[Sequence[str]] = None
+) -> SampleIndex:
+    """:func:`assign_splits`, then :func:`check_splits`: a split every trainable can use."""
+    index = assign_splits(index, ratios, seed, groups)
+    check_splits(index)
+    return index
