@@ -71,8 +71,8 @@ def test_wrong_types_and_ranges_name_the_key_and_value():
     [
         (None, "trainable", "clasifier", "Unknown trainable 'clasifier'; did you mean 'classifier'? Valid names: classifier"),
         ("search", "space", "classifier_basc", "did you mean 'classifier_basic'?"),
-        ("search", "sampler", "bayes", "'tpe', 'random', 'cmaes', 'gp' or 'nsga2'"),
-        ("scheduler", "name", "pbt2", "'asha', 'hyperband', 'median' or 'fifo'"),
+        ("search", "sampler", "bayes", "'tpe', 'random', 'cmaes', 'gp', 'nsga2' or 'grid'"),
+        ("scheduler", "name", "pbt2", "'asha', 'hyperband', 'pbt', 'median' or 'fifo'"),
         ("data", "path", "synthetic:steel", "the built-in one is 'synthetic:corrosion'"),
         ("data", "split", [0.5, 0.2, 0.2], "split ratios must sum to 1"),
         (None, "name", "bad name/with slash", "name:"),
@@ -107,7 +107,7 @@ def test_relative_data_path_is_stored_absolute(tmp_path, monkeypatch):
 def test_searched_key_cannot_also_be_fixed():
     raw = _raw()
     raw["params"]["lr"] = 0.01
-    assert any("params.lr is fixed but search.space 'classifier_basic' also searches it" in p for p in _problems(raw))
+    assert any("params.lr is fixed but search.space 'classifier_basic' suggests it too" in p for p in _problems(raw))
 
 
 def test_space_suggesting_a_non_config_key_is_rejected(monkeypatch):
@@ -141,3 +141,80 @@ def test_every_problem_is_reported_at_once():
     problems = _problems(raw)
     assert any(p.startswith("search.sampler") for p in problems)
     assert any(p.startswith("params.dropuot") for p in problems)
+
+
+def _ablation(raw: dict, **ablation) -> dict:
+    raw["ablation"] = ablation
+    raw["params"].pop("pooling")
+    return raw
+
+
+def test_ablation_cells_are_the_product_of_factor_levels():
+    raw = _ablation(_raw(), factors={
+        "attention": {"none": {"attention": "none", "attention_placement": "none"},
+                      "eca": {"attention": "eca", "attention_placement": "head"}},
+        "pooling": ["gap", "gmp"],
+    }, repeats=2)
+    study = validate_study(raw)
+    labels = [",".join(f"{k}={v}" for k, v in levels.items()) for levels, _ in study.cells]
+    assert labels == ["attention=none,pooling=gap", "attention=none,pooling=gmp", "attention=eca,pooling=gap", "attention=eca,pooling=gmp"]
+    assert study.cells[3][1] == {"attention": "eca", "attention_placement": "head", "pooling": "gmp"}
+    assert study.num_samples == 4 * (8 + 2)
+
+
+def test_a_factor_that_is_not_a_config_key_is_rejected_with_a_hint():
+    problems = _problems(_ablation(_raw(), factors={"poolin": ["gap", "gmp"]}))
+    assert problems == ["ablation.factors.poolin: not a classifier config key; did you mean 'pooling'?"]
+
+
+def test_a_factor_level_with_an_invalid_value_names_its_cell():
+    problems = _problems(_ablation(_raw(), factors={"pooling": ["gap", "median"]}))
+    assert len(problems) == 1 and problems[0].startswith("ablation cell pooling=median: params.pooling:")
+
+
+def test_a_factor_cannot_also_be_fixed_or_searched():
+    raw = _ablation(_raw(), factors={"lr": [0.1, 0.01], "backbone": ["resnet10t", "resnet18"]})
+    problems = _problems(raw)
+    assert "ablation.factors.lr: also searched by the search; remove one" in problems
+    assert "ablation.factors.backbone: also fixed in params.backbone; remove one" in problems
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"search": {"space": "classifier_basic", "sampler": "cmaes"}, "objectives": [{"metric": "val/accuracy"}, {"metric": "model/gflops", "mode": "min"}]},
+         "cmaes optimises one objective"),
+        ({"scheduler": {"name": "pbt", "mutations": {"lr": [0.1, 0.01]}}, "ablation": {"repeats": 2}}, "pbt copies weights and configs"),
+        ({"scheduler": {"name": "hyperband"}, "ablation": {"factors": {"optimizer": ["adam", "sgd"]}}}, "hyperband compares every trial"),
+        ({"scheduler": {"name": "pbt"}}, "pbt needs `mutations:`"),
+        ({"scheduler": {"name": "pbt", "mutations": {"lrr": [0.1]}}}, "scheduler.mutations.lrr: not a classifier config key; did you mean 'lr'?"),
+        ({"search": {"sampler": "grid", "grid": {"lr": [0.1, 0.01]}, "num_samples": 3}}, "exceeds the 2 grid points"),
+        ({"search": {"sampler": "grid", "space": "classifier_basic", "grid": {"lr": [0.1]}}}, "the grid sampler takes `grid:`"),
+        ({"search": {"sampler": "tpe"}}, "`space:` is required"),
+        ({"search": {"space": "classifier_basic", "seed": 0}, "ablation": {"repeats": 2}, "params": {"seed": 3}}, None),
+        ({"objective": {"metric": "val/f1"}, "objectives": [{"metric": "val/f1"}]}, "either `objective:` or `objectives:`"),
+        ({"resources": {"gpu": 1.5}}, "fractions are only possible below 1"),
+        ({"stop": {"patience": 0}}, "stop.patience"),
+    ],
+)
+def test_inconsistent_phase_rules_are_rejected(change, expected):
+    raw = {**_raw(), **change}
+    if "objectives" in change:
+        raw.pop("objective", None) if "objective" not in change else None
+    if expected is None:
+        validate_study(raw)
+        return
+    assert any(expected in p for p in _problems(raw)), _problems(raw)
+
+
+def test_grid_search_budget_defaults_to_the_grid_size():
+    raw = {**_raw(), "search": {"sampler": "grid", "grid": {"lr": [0.1, 0.01], "dropout": [0.1, 0.2, 0.3]}}}
+    study = validate_study(raw)
+    assert study.trials_per_cell == 6 and study.num_samples == 6
+
+
+def test_several_objectives_the_first_is_primary():
+    raw = {**_raw(), "objectives": [{"metric": "val/f1"}, {"metric": "model/gflops", "mode": "min"}]}
+    raw.pop("objective")
+    study = validate_study(raw)
+    assert study.objective.metric == "val/f1" and [o.mode for o in study.objectives] == ["max", "min"]
