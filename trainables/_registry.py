@@ -14,7 +14,17 @@ from pydantic import BaseModel
 
 from orchestrator.registry import Registry
 
-__all__ = ["TRAINABLES", "TrainableEntry", "get_trainable", "register_trainable"]
+__all__ = ["TRAINABLES", "TRIAL_META_KEY", "TrainableEntry", "get_trainable", "register_trainable", "split_trial_meta"]
+
+TRIAL_META_KEY = "corrotune"
+"""Trial config key under which the orchestrator records a trial's place in the study
+(``cell``, ``factors``, ``phase``, ``repeat``); the trainable itself never sees it."""
+
+
+def split_trial_meta(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(trainable config, study metadata)`` of a trial config."""
+    config = dict(config)
+    return config, config.pop(TRIAL_META_KEY, None) or {}
 
 
 @dataclass(frozen=True)
@@ -44,12 +54,13 @@ class TrainableEntry:
         """A function trainable named after the entry that imports the real one when called.
 
         The driver hands it to Ray without importing torch; each worker imports on first use.
+        The orchestrator's metadata (:data:`TRIAL_META_KEY`) is removed from the config first.
         """
         entrypoint = self.entrypoint
 
         def trainable(config: dict[str, Any]) -> None:
             module_name, function_name = entrypoint.split(":")
-            getattr(importlib.import_module(module_name), function_name)(config)
+            getattr(importlib.import_module(module_name), function_name)(split_trial_meta(config)[0])
 
         trainable.__name__ = trainable.__qualname__ = self.name
         return trainable
