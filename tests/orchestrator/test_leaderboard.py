@@ -39,7 +39,7 @@ def test_written_files_and_printed_table(tmp_path):
 
     rows = build_leaderboard(RESULTS, "val/accuracy", "max")
     csv_path, json_path = write_leaderboard(rows, tmp_path, "val/accuracy", "max")
-    assert csv_path.read_text().splitlines()[0].startswith("rank,trial_id,status,epochs,best")
+    assert csv_path.read_text().splitlines()[0].startswith("rank,trial_id,cell,phase,seed,status,epochs,best")
     assert len(csv_path.read_text().splitlines()) == 4
     assert '"trial_id": "b"' in json_path.read_text()
     console = Console(record=True, width=200)

@@ -32,17 +32,32 @@ def write_manifest(index: SampleIndex, path: str | os.PathLike) -> Path:
     return path
 
 
+def _read_text(path: str) -> str:
+    if "://" in path:
+        import pyarrow.fs
+
+        filesystem, fs_path = pyarrow.fs.FileSystem.from_uri(path)
+        try:
+            with filesystem.open_input_stream(fs_path) as stream:
+                return stream.read().decode()
+        except (FileNotFoundError, OSError) as err:
+            raise FileNotFoundError(f"split manifest {path!r} cannot be read: {err}") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"split manifest {path!r} does not exist")
+    return Path(path).read_text()
+
+
 def read_manifest(path: str | os.PathLike) -> SampleIndex:
     """Reads a manifest written by :func:`write_manifest`.
+
+    ``path`` may be a URI (``s3://…``, ``gs://…``, ``file://…``): a study on a cluster with
+    cloud storage keeps its manifest there, where trials on every node read it.
 
     Raises:
         FileNotFoundError: no manifest at ``path``.
         ValueError: a manifest of another version, or one whose samples lack splits.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"split manifest {str(path)!r} does not exist")
-    payload = json.loads(path.read_text())
+    payload = json.loads(_read_text(str(path)))
     if payload.get("version") != MANIFEST_VERSION:
         raise ValueError(f"{path}: manifest version {payload.get('version')} is not {MANIFEST_VERSION}")
     samples = tuple(Sample(**s) for s in payload["samples"])
