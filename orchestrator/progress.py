@@ -1,60 +1,244 @@
-"""A one-line-per-event progress printer, as a Ray Tune callback."""
+"""Live progress of a study, as a Ray Tune callback.
+
+On a terminal a ``rich`` live table shows the trials by state, the best trial of each ablation
+cell and the last few events. Elsewhere (CI, log files) it prints one line per event and, every
+few finished trials or every half minute, a summary line::
+
+    12/24 done, 3 running, 0 errored; best val/accuracy per cell: attention=eca 0.912 (a1b2_00003), ...
+"""
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 from ray import tune
-from rich.console import Console
+from rich.console import Console, Group
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from orchestrator.trials_table import TrialsTable, best_rows_by_cell, best_value
 
 __all__ = ["ProgressPrinter"]
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
+
+
 class ProgressPrinter(tune.Callback):
-    """Prints each trial result (epoch, objective, best so far) and each trial's end.
+    """Shows a study's progress: a live table on a terminal, event and summary lines elsewhere.
 
     Args:
-        metric: The study objective.
-        mode: ``max`` or ``min``.
+        objectives: ``(metric, mode)`` pairs (or ``ObjectiveSpec``s); the first ranks trials.
         console: Where to print (stderr keeps stdout clean for scripts).
+        live: Live table (``True``) or lines (``False``); by default live on a terminal.
+        summary_every: Without the live table, a summary line after this many trials end...
+        summary_interval_s: ...or after this many seconds, whichever comes first.
+        events_shown: Events the live table keeps under the cells.
+
+    The earlier form ``ProgressPrinter(metric, mode, console)`` still works.
     """
 
-    def __init__(self, metric: str, mode: str, console: Console | None = None) -> None:
-        self.metric = metric
-        self.mode = mode
+    def __init__(
+        self,
+        objectives: Any,
+        console: Console | str | None = None,
+        _legacy_console: Console | None = None,
+        *,
+        live: bool | None = None,
+        summary_every: int = 5,
+        summary_interval_s: float = 30.0,
+        events_shown: int = 6,
+    ) -> None:
+        if isinstance(console, str):  # the earlier ProgressPrinter(metric, mode, console) call
+            objectives, console = [(objectives, console)], _legacy_console
+        self.table = TrialsTable(objectives)
+        self.objectives = self.table.objectives
         self.console = console or Console(stderr=True)
+        self.prefer_live = live
+        self.summary_every = summary_every
+        self.summary_interval_s = summary_interval_s
+        self.events: deque[str] = deque(maxlen=events_shown)
         self.best: float | None = None
-        self.started = time.monotonic()
+        self.total = 0
+        self._reset_clocks()
+
+    def _reset_clocks(self) -> None:
+        self.started = self._last_summary = self._last_refresh = time.monotonic()
+        self._ended_since_summary = 0
+        self._last_summary_text = ""
+        self._live: Live | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its callbacks
         state = self.__dict__.copy()
-        state["console"] = None
+        state["console"] = state["_live"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "table" not in state:  # pickled (in a study's tuner.pkl) by the earlier one-line printer
+            self.__init__([(state["metric"], state["mode"])])
+            self.best = state.get("best")
+            return
         self.__dict__.update(state)
         self.console = Console(stderr=True)
-        self.started = time.monotonic()
+        self._reset_clocks()
 
-    def _is_better(self, value: float) -> bool:
-        return self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+    @property
+    def _is_live(self) -> bool:
+        return self.console.is_terminal if self.prefer_live is None else self.prefer_live
 
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        value = result.get(self.metric)
-        marker = ""
-        if isinstance(value, (int, float)) and self._is_better(value):
-            self.best, marker = float(value), "  [green]new best[/green]"
-        shown = f"{value:.4f}" if isinstance(value, (int, float)) else "-"
-        elapsed = time.monotonic() - self.started
-        self.console.print(
-            f"[dim]{elapsed:7.1f}s[/dim] trial {trial.trial_id} epoch {result.get('training_iteration')}: "
-            f"{self.metric}={shown} train/loss={result.get('train/loss', float('nan')):.4f}{marker}"
+    # ---- what is shown
+
+    def counts(self) -> dict[str, int]:
+        """Trials by state: ``total`` (planned where known), ``done``, ``running``, ``pending``, ``errored``."""
+        statuses = self.table.status_counts()
+        return {
+            "total": max(self.total, len(self.table)),
+            "done": statuses["TERMINATED"],
+            "running": statuses["RUNNING"],
+            "pending": statuses["PENDING"] + statuses["PAUSED"],
+            "errored": statuses["ERROR"],
+        }
+
+    def summary(self) -> str:
+        """One line: trials by state and the best trial of each cell so far."""
+        c = self.counts()
+        objective = self.objectives[0]
+        cells = best_rows_by_cell(self.table.rows(), objective)
+        best = ", ".join(
+            f"{cell} {_fmt(best_value(row, objective))} ({row['trial_id']})" if row else f"{cell} -"
+            for cell, row in cells.items()
+        )
+        return (
+            f"{c['done']}/{c['total']} done, {c['running']} running, {c['errored']} errored"
+            + (f"; best {objective[0]} per cell: {best}" if best else "")
         )
 
+    def render(self) -> Group:
+        """The live view: a header line, the best trial of each cell, the last events."""
+        c = self.counts()
+        metric, mode = self.objectives[0]
+        header = Text.assemble(
+            ("Study progress  ", "bold"),
+            f"{c['done']}/{c['total']} done · {c['running']} running · {c['pending']} pending · ",
+            (f"{c['errored']} errored", "red" if c["errored"] else ""),
+            f" · {_duration(time.monotonic() - self.started)}",
+        )
+        cells = Table(title=f"Best {metric} ({mode}) per cell", title_justify="left", expand=False)
+        for column in ("cell", "done", "running", f"best {metric}", "trial", "epoch"):
+            cells.add_column(column, justify="left" if column in ("cell", "trial") else "right")
+        rows = self.table.rows()
+        for cell, row in best_rows_by_cell(rows, (metric, mode)).items():
+            mine = [r for r in rows if r["cell"] == cell]
+            cells.add_row(
+                cell,
+                f"{sum(r['status'] == 'TERMINATED' for r in mine)}/{len(mine)}",
+                str(sum(r["status"] == "RUNNING" for r in mine)),
+                _fmt(best_value(row, (metric, mode))) if row else "-",
+                row["trial_id"] if row else "-",
+                str(row.get(f"best_epoch/{metric}") or "-") if row else "-",
+            )
+        events = Text("\n".join(self.events), style="dim")
+        return Group(header, cells, events)
+
+    # ---- output
+
+    def _event(self, line: str) -> None:
+        if self._is_live:
+            self.events.append(Text.from_markup(line).plain)
+            self._refresh(force=False)
+        else:
+            self.console.print(line, highlight=False, soft_wrap=True)
+
+    def _refresh(self, force: bool) -> None:
+        if self._live is None or (not force and time.monotonic() - self._last_refresh < 0.25):
+            return
+        self._last_refresh = time.monotonic()
+        self._live.update(self.render(), refresh=True)
+
+    def _maybe_summary(self) -> None:
+        due = time.monotonic() - self._last_summary >= self.summary_interval_s
+        if self._is_live or not (due or self._ended_since_summary >= self.summary_every):
+            return
+        self._print_summary()
+
+    def _print_summary(self) -> None:
+        self._last_summary, self._ended_since_summary = time.monotonic(), 0
+        self._last_summary_text = self.summary()
+        self.console.print(self._last_summary_text, highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        """Stops the live table (leaving its last view); safe to call twice."""
+        if self._live is not None:
+            self._live.update(self.render(), refresh=True)
+            self._live.stop()
+            self._live = None
+
+    # ---- Ray Tune hooks
+
+    def setup(self, total_num_samples: int | None = None, **info: Any) -> None:
+        self.total = max(total_num_samples or 0, 0)
+        self.started = self._last_summary = time.monotonic()
+        if self._is_live and self._live is None:
+            # no auto-refresh thread: the view is redrawn from the hooks below
+            self._live = Live(self.render(), console=self.console, auto_refresh=False)
+            self._live.start()
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        self.table.sync(trials)
+        if self._is_live and time.monotonic() - self._last_refresh >= 1.0:
+            self._refresh(force=True)  # the clock in the header moves on
+        self._maybe_summary()
+
+    def _label(self, trial: Any) -> str:
+        row_cell = ((trial.config or {}).get("corrotune") or {}).get("cell")
+        return escape(f"trial {trial.trial_id}" + (f" [{row_cell}]" if row_cell and row_cell != "base" else ""))
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        self.table.sync([trial])
+        self.table.observe(trial.trial_id, config=trial.config, status="RUNNING", result=result)
+        primary, mode = self.objectives[0]
+        value = result.get(primary)
+        marker = ""
+        if isinstance(value, (int, float)) and (
+            self.best is None or (value > self.best if mode == "max" else value < self.best)
+        ):
+            self.best, marker = float(value), "  [green]new best[/green]"
+        shown = " ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
+        if "train/loss" in result and "train/loss" not in dict(self.objectives):
+            shown += f" train/loss={_fmt(result['train/loss'])}"
+        epoch = result.get("epoch", result.get("training_iteration"))
+        elapsed = time.monotonic() - self.started
+        self._event(f"[dim]{elapsed:7.1f}s[/dim] {self._label(trial)} epoch {epoch}: {shown}{marker}")
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        done = sum(t.status == "TERMINATED" for t in trials)
-        self.console.print(f"trial {trial.trial_id} finished ({done}/{len(trials)} trials done)")
+        self.table.sync(trials)
+        self.table.observe(trial.trial_id, status="TERMINATED")  # Ray sets it after the callbacks
+        self._ended_since_summary += 1
+        c = self.counts()
+        self._event(f"{self._label(trial)} finished ({c['done']}/{c['total']} trials done)")
+        self._maybe_summary()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.console.print(f"[red]trial {trial.trial_id} errored[/red]: see {trial.path}/error.txt")
+        self.table.sync(trials)
+        self.table.observe(trial.trial_id, status="ERROR")
+        self._ended_since_summary += 1
+        self._event(f"[red]{self._label(trial)} errored[/red]: see {escape(str(trial.path))}/error.txt")
+        self._maybe_summary()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self.table.sync(trials, statuses=False)
+        if self._is_live:
+            self.close()
+        elif self.summary() != self._last_summary_text:
+            self._print_summary()

@@ -1,0 +1,136 @@
+"""Progress output: event and summary lines in logs, a live table on a terminal."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from orchestrator.progress import ProgressPrinter
+
+OBJECTIVES = [("val/accuracy", "max")]
+
+
+def _trial(trial_id: str, cell: str, status: str = "RUNNING") -> SimpleNamespace:
+    config = {"lr": 0.1, "seed": 0, "corrotune": {"cell": cell, "phase": "search", "repeat": None}}
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config, last_result={}, path=f"/study/t_{trial_id}")
+
+
+def _result(epoch: int, accuracy: float) -> dict:
+    return {"training_iteration": epoch, "epoch": epoch, "val/accuracy": accuracy, "train/loss": 1 - accuracy}
+
+
+def _log_console() -> Console:
+    return Console(file=io.StringIO(), width=60, force_terminal=False)  # narrower than any line
+
+
+def _drive(printer: ProgressPrinter, trials: list[SimpleNamespace]) -> None:
+    """Two epochs per trial, then each ends; the last one errors."""
+    printer.setup(total_num_samples=len(trials))
+    printer.on_step_end(0, trials)
+    for epoch in (1, 2):
+        for i, trial in enumerate(trials):
+            printer.on_trial_result(epoch, trials, trial, _result(epoch, 0.5 + 0.1 * i + 0.01 * epoch))
+    for trial in trials[:-1]:
+        printer.on_trial_complete(3, trials, trial)
+        trial.status = "TERMINATED"
+    trials[-1].status = "ERROR"
+    printer.on_trial_error(4, trials, trials[-1])
+    printer.on_experiment_end(trials)
+
+
+def test_log_output_has_one_line_per_event_and_summaries():
+    console = _log_console()
+    printer = ProgressPrinter(OBJECTIVES, console, summary_every=2, summary_interval_s=3600)
+    assert not printer._is_live  # not a terminal
+    trials = [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")]
+    _drive(printer, trials)
+    lines = console.file.getvalue().splitlines()
+    results = [line for line in lines if " epoch " in line]
+    assert len(results) == 6
+    assert "trial a [attention=eca] epoch 1: val/accuracy=0.5100 train/loss=0.4900  new best" in results[0]
+    assert "new best" not in results[3]  # epoch 2 of trial a (0.52) is below trial c's 0.71
+    assert any(line.endswith("trial a [attention=eca] finished (1/3 trials done)") for line in lines)
+    assert any("trial c [attention=none] errored" in line and "/study/t_c/error.txt" in line for line in lines)
+    summaries = [line for line in lines if "done, " in line and "best val/accuracy per cell" in line]
+    # after two trials ended, then at the end
+    assert summaries[0].startswith("2/3 done, 1 running, 0 errored")
+    assert len(summaries) == len(set(summaries)) == 2  # the end repeats no unchanged summary
+    assert summaries[-1] == (
+        "2/3 done, 0 running, 1 errored; best val/accuracy per cell: "
+        "attention=eca 0.5200 (a), attention=none 0.7200 (c)"
+    )
+
+
+def test_a_summary_line_every_interval_while_nothing_ends():
+    console = _log_console()
+    printer = ProgressPrinter(OBJECTIVES, console, summary_every=100, summary_interval_s=0.0)
+    trials = [_trial("a", "base")]
+    printer.setup(total_num_samples=4)
+    printer.on_trial_result(1, trials, trials[0], _result(1, 0.6))
+    printer.on_step_end(1, trials)
+    lines = console.file.getvalue().splitlines()
+    assert "trial a epoch 1" in lines[0]  # the base cell is not labelled
+    assert lines[-1] == "0/4 done, 1 running, 0 errored; best val/accuracy per cell: base 0.6000 (a)"
+
+
+def test_min_objectives_rank_the_lowest_and_every_objective_is_printed():
+    console = _log_console()
+    printer = ProgressPrinter([("val/loss", "min"), ("val/accuracy", "max")], console)
+    trial = _trial("a", "base")
+    for epoch, loss in [(1, 0.9), (2, 0.4), (3, 0.6)]:
+        printer.on_trial_result(epoch, [trial], trial, {"training_iteration": epoch, "val/loss": loss, "val/accuracy": 1 - loss})
+    lines = console.file.getvalue().splitlines()
+    assert "val/loss=0.4000 val/accuracy=0.6000" in lines[1] and lines[1].endswith("new best")
+    assert "new best" not in lines[2]
+    assert printer.summary().endswith("best val/loss per cell: base 0.4000 (a)")
+
+
+def test_live_table_on_a_terminal_shows_states_best_per_cell_and_events():
+    console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system=None)
+    printer = ProgressPrinter(OBJECTIVES, console)
+    assert printer._is_live
+    trials = [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")]
+    trials[1].status = trials[2].status = "PENDING"
+    printer.setup(total_num_samples=3)
+    assert pickle.loads(pickle.dumps(printer)).console is not None  # picklable while live
+    printer.on_step_end(0, trials)
+    printer.on_trial_result(1, trials, trials[0], _result(1, 0.8))
+    view = Console(file=io.StringIO(), width=160)
+    view.print(printer.render())
+    text = view.file.getvalue()
+    assert "0/3 done · 1 running · 2 pending · 0 errored" in text
+    assert "Best val/accuracy (max) per cell" in text and "attention=eca" in text and "0.8000" in text
+    assert "trial a [attention=eca] epoch 1: val/accuracy=0.8000" in text  # the last events
+    _drive(printer, trials)
+    output = console.file.getvalue()
+    assert printer._live is None  # stopped at experiment end, its last view left on screen
+    assert "2/3 done · 0 running · 0 pending · 1 errored" in output
+    assert "trial c [attention=none] errored" in output
+    assert "done, " not in output.replace("trials done", "")  # no log-style summary lines
+
+
+def test_the_earlier_metric_mode_console_call_still_works():
+    console = _log_console()
+    printer = ProgressPrinter("val/loss", "min", console)
+    assert printer.objectives == [("val/loss", "min")] and printer.console is console
+
+
+def test_restored_printer_has_a_console_and_keeps_its_best():
+    printer = ProgressPrinter(OBJECTIVES, _log_console())
+    trial = _trial("a", "base")
+    printer.on_trial_result(1, [trial], trial, _result(1, 0.7))
+    restored = pickle.loads(pickle.dumps(printer))
+    assert isinstance(restored.console, Console) and restored.best == 0.7
+    assert restored.summary() == printer.summary()
+
+
+def test_a_printer_pickled_by_the_earlier_version_still_restores():
+    old = ProgressPrinter.__new__(ProgressPrinter)
+    old.__setstate__({"metric": "val/loss", "mode": "min", "console": None, "best": 0.3, "started": 1.0})
+    assert old.objectives == [("val/loss", "min")] and old.best == 0.3 and isinstance(old.console, Console)
+    trial = _trial("a", "base")
+    old.on_trial_result(1, [trial], trial, {"training_iteration": 1, "val/loss": 0.2})
+    assert old.best == 0.2
