@@ -159,6 +159,21 @@ def _enter(model: nn.Module, schedule: FineTuneSchedule, cfg: ClassifierConfig, 
     return phase, optimizer, scheduler
 
 
+def _scale_lr(optimizer, scheduler, ratio: float) -> None:
+    """PBT restarts a trial from another trial's checkpoint with a mutated learning rate: the
+    restored optimiser and schedule carry the old one, so scale them to the new (an exact resume
+    has ``ratio == 1``)."""
+    if ratio == 1.0:
+        return
+    for group in optimizer.param_groups:
+        group["lr"] *= ratio
+        if "initial_lr" in group:
+            group["initial_lr"] *= ratio
+    scheduler.base_lrs = [lr * ratio for lr in scheduler.base_lrs]
+    if hasattr(scheduler, "_last_lr"):
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+
 def _is_better(value: float, best: float | None, metric: str) -> bool:
     lower_is_better = metric.endswith("loss")
     return best is None or (value < best if lower_is_better else value > best)
@@ -206,6 +221,8 @@ def train_classifier(config: dict[str, Any]) -> None:
         if state["phase"] == phase.index:  # mid-phase: continue the optimiser and schedule
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
+            saved_lr = _schedule(ClassifierConfig.model_validate(state["config"])).phase_for_epoch(start_epoch).lr
+            _scale_lr(optimizer, scheduler, phase.lr / saved_lr)
         scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
     best = _Best(cfg.select_metric, state)

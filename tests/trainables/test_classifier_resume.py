@@ -80,3 +80,14 @@ def test_resumed_trial_matches_an_uninterrupted_one(monkeypatch):
     for key, value in final_whole["model"].items():
         assert torch.equal(value, final_resumed["model"][key]), key
     assert "test/accuracy" in rest.metrics[0]
+
+
+def test_a_pbt_restart_with_a_mutated_lr_trains_at_the_new_lr(monkeypatch):
+    """PBT restarts a trial from another's checkpoint with a new lr; the restored optimiser follows it."""
+    first = _run(monkeypatch, _FakeSession(kill_after_epoch=1))
+    monkeypatch.setitem(CONFIG, "lr", CONFIG.get("lr", 1e-3) * 10)
+    monkeypatch.setitem(CONFIG, "epochs", 2)
+    rest = _run(monkeypatch, _FakeSession(resume_from=first.checkpoints[-1]))
+    assert rest.metrics[0]["epoch"] == 2 and rest.metrics[0]["lr"] == pytest.approx(1e-2)
+    state = torch.load(io.BytesIO(rest.checkpoints[-1]), weights_only=False)
+    assert [g["lr"] for g in state["optimizer"]["param_groups"]] == pytest.approx([1e-2])
