@@ -106,7 +106,8 @@ class StudyPlace:
 
         filesystem, path = self._filesystem()
         source = self.local_dir / relative
-        filesystem.create_dir(f"{path}/{Path(relative).parent.as_posix()}", recursive=True)
+        folder = relative if source.is_dir() else Path(relative).parent.as_posix()
+        filesystem.create_dir(f"{path}/{folder}", recursive=True)
         pyarrow.fs.copy_files(str(source), f"{path}/{relative}", destination_filesystem=filesystem)
 
     def fetch(self, relative: str) -> bool:
