@@ -9,17 +9,21 @@ Example:
     'resnet18'
 """
 
-from trainables._registry import TRAINABLES, TrainableEntry, get_trainable, register_trainable
+from trainables._registry import TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
+from trainables.noop_config import NoopConfig
 
 register_trainable("classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification")
+register_trainable("noop", NoopConfig, "trainables.noop:train_noop", task="classification")
 
 __all__ = [
     "TRAINABLES",
+    "TRIAL_META_KEY",
     "ClassifierConfig",
     "DataConfig",
     "TrainableEntry",
     "get_trainable",
     "register_trainable",
+    "split_trial_meta",
 ]

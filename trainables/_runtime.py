@@ -1,14 +1,21 @@
-"""What every trainable needs around its loop: seeds, RNG state, device, checkpoints."""
+"""What every trainable needs around its loop: a clean start, seeds, RNG state, device, checkpoints.
+
+Trials share worker processes (the runner sets ``reuse_actors=True``: no process start per
+trial, and the decoded dataset stays in memory), so a trainable starts with
+:func:`begin_trial`, which undoes what an earlier trial in the same process may have changed.
+"""
 
 from __future__ import annotations
 
+import gc
 import logging
 import random
+import sys
 import tempfile
 import warnings
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -16,6 +23,7 @@ from ray import tune
 
 __all__ = [
     "autocast",
+    "begin_trial",
     "load_trial_checkpoint",
     "quiet_ray_logs",
     "report_with_checkpoint",
@@ -27,6 +35,8 @@ __all__ = [
 ]
 
 _STATE_FILE = "state.pt"
+
+logger = logging.getLogger(__name__)
 
 
 def quiet_ray_logs() -> None:
@@ -40,6 +50,102 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def begin_trial(seed: int) -> None:
+    """Starts a trial as if in a fresh process, then seeds it; call it before any other work.
+
+    A reused worker keeps what earlier trials left behind. This puts back the process-wide
+    torch settings a trial may change (intra-op threads, default dtype, float32 matmul
+    precision, deterministic algorithms, anomaly detection, ``torch.backends.cudnn`` flags) to
+    their values before the first trial, finishes a W&B run left open in this process, frees
+    the CUDA memory cached for earlier trials (and warns if tensors of theirs are still
+    alive), and seeds Python, NumPy and torch. Process-level caches are kept on purpose: the
+    decoded dataset (``trainables.data.tensors``) and the imported modules.
+
+    Args:
+        seed: The trial's seed (:func:`seed_everything`).
+    """
+    _restore_torch_settings()
+    _finish_stray_wandb_run()
+    _release_cuda_memory()
+    seed_everything(seed)
+
+
+def _set_deterministic(enabled: bool) -> None:
+    torch.use_deterministic_algorithms(enabled, warn_only=torch.is_deterministic_algorithms_warn_only_enabled())
+
+
+def _set_deterministic_warn_only(warn_only: bool) -> None:
+    torch.use_deterministic_algorithms(torch.are_deterministic_algorithms_enabled(), warn_only=warn_only)
+
+
+def _set_cudnn(flag: str) -> Callable[[bool], None]:
+    return lambda value: setattr(torch.backends.cudnn, flag, value)
+
+
+_TORCH_SETTINGS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
+    "num_threads": (torch.get_num_threads, torch.set_num_threads),
+    "default_dtype": (torch.get_default_dtype, torch.set_default_dtype),
+    "float32_matmul_precision": (torch.get_float32_matmul_precision, torch.set_float32_matmul_precision),
+    "deterministic_algorithms": (torch.are_deterministic_algorithms_enabled, _set_deterministic),
+    "deterministic_warn_only": (torch.is_deterministic_algorithms_warn_only_enabled, _set_deterministic_warn_only),
+    "anomaly_detection": (torch.is_anomaly_enabled, torch.autograd.set_detect_anomaly),
+    **{
+        f"cudnn.{flag}": ((lambda flag=flag: getattr(torch.backends.cudnn, flag)), _set_cudnn(flag))
+        for flag in ("enabled", "benchmark", "deterministic", "allow_tf32")
+    },
+}
+"""Process-wide torch settings (not per thread: Ray runs each trial in a new thread) that a
+trial may change, as ``name: (getter, setter)``."""
+
+_baseline: dict[str, Any] | None = None
+"""The settings before the first trial of this process changed any (read by its begin_trial)."""
+
+
+def _read_setting(name: str) -> Any:
+    try:
+        return _TORCH_SETTINGS[name][0]()
+    except RuntimeError:  # e.g. torch refuses legacy TF32 getters after the new fp32_precision API was used
+        return None
+
+
+def _restore_torch_settings() -> None:
+    global _baseline
+    if _baseline is None:
+        _baseline = {name: _read_setting(name) for name in _TORCH_SETTINGS}
+        return
+    for name, value in _baseline.items():
+        current = _read_setting(name)
+        if value is None or current is None or current == value:
+            continue
+        logger.info("torch setting %s was %r, left by an earlier trial in this process; restoring %r", name, current, value)
+        _TORCH_SETTINGS[name][1](value)
+
+
+def _finish_stray_wandb_run() -> None:
+    """Trainables never log to W&B (the driver's callback does), but a run left open would
+    collect the next trial's logs."""
+    wandb = sys.modules.get("wandb")  # never imported here: only a process that imported it can have a run
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        logger.warning("W&B run %s was left open in this worker by an earlier trial; finishing it", wandb.run.id)
+        wandb.finish()
+
+
+def _release_cuda_memory() -> None:
+    """Frees the CUDA cache of earlier trials (for the other processes sharing the GPU) and
+    resets the peak-memory counters, so they measure this trial alone."""
+    if not (torch.cuda.is_available() and torch.cuda.is_initialized()):
+        return  # a CPU-only process: nothing to free (and gc.collect would cost ~0.1 s)
+    gc.collect()  # tensors of the last trial that only reference cycles still hold
+    torch.cuda.empty_cache()
+    torch.cuda.reset_peak_memory_stats()
+    leftover = torch.cuda.memory_allocated()
+    if leftover:
+        logger.warning(
+            "%.1f MiB of CUDA tensors from earlier trials are still referenced in this worker "
+            "(a module-level cache or global holds them)", leftover / 2**20,
+        )
 
 
 def rng_state() -> dict[str, Any]:

@@ -28,11 +28,11 @@ from torch import nn
 
 from trainables._runtime import (
     autocast,
+    begin_trial,
     load_trial_checkpoint,
     quiet_ray_logs,
     report_with_checkpoint,
     rng_state,
-    seed_everything,
     select_device,
     set_rng_state,
     trial_dir,
@@ -197,6 +197,7 @@ class _Best:
 def train_classifier(config: dict[str, Any]) -> None:
     """Ray Tune function trainable; ``config`` validates as :class:`ClassifierConfig`."""
     cfg = ClassifierConfig.model_validate(config)
+    begin_trial(cfg.seed)  # a reused worker: nothing of the previous trial leaks into this one
     quiet_ray_logs()
     device = select_device(cfg.device)
     dataset, splits = load_training_data(cfg)
@@ -204,7 +205,6 @@ def train_classifier(config: dict[str, Any]) -> None:
     classes = dataset.classes
     positive = positive_index(cfg, classes)
 
-    seed_everything(cfg.seed)
     model = build_model(cfg, len(classes)).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
