@@ -75,6 +75,7 @@ class ProgressPrinter(tune.Callback):
 
     def _reset_clocks(self) -> None:
         self.started = self._last_summary = self._last_refresh = time.monotonic()
+        self._last_sync = float("-inf")
         self._ended_since_summary = 0
         self._last_summary_text = ""
         self._live: Live | None = None
@@ -194,8 +195,15 @@ class ProgressPrinter(tune.Callback):
             self._live = Live(self.render(), console=self.console, auto_refresh=False)
             self._live.start()
 
+    def _catch_up(self, trials: list) -> None:
+        """Syncs the table with Ray's trials when one is new, else at most once a second
+        (Tune steps several times per trial; syncing every step is quadratic in the trials)."""
+        if len(trials) != len(self.table) or time.monotonic() - self._last_sync >= 1.0:
+            self._last_sync = time.monotonic()
+            self.table.sync(trials)
+
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        self.table.sync(trials)
+        self._catch_up(trials)
         if self._is_live and time.monotonic() - self._last_refresh >= 1.0:
             self._refresh(force=True)  # the clock in the header moves on
         self._maybe_summary()
@@ -222,7 +230,7 @@ class ProgressPrinter(tune.Callback):
         self._event(f"[dim]{elapsed:7.1f}s[/dim] {self._label(trial)} epoch {epoch}: {shown}{marker}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.table.sync(trials)
+        self._catch_up(trials)
         self.table.observe(trial.trial_id, status="TERMINATED")  # Ray sets it after the callbacks
         self._ended_since_summary += 1
         c = self.counts()
@@ -230,7 +238,7 @@ class ProgressPrinter(tune.Callback):
         self._maybe_summary()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.table.sync(trials)
+        self._catch_up(trials)
         self.table.observe(trial.trial_id, status="ERROR")
         self._ended_since_summary += 1
         self._event(f"[red]{self._label(trial)} errored[/red]: see {escape(str(trial.path))}/error.txt")

@@ -109,6 +109,7 @@ class _TrialRecord:
     status: str = "PENDING"
     history: list[tuple[int, float, dict[str, float]]] = field(default_factory=list)
     last: dict[str, float] = field(default_factory=dict)
+    cached_row: dict[str, Any] | None = field(default=None, repr=False)  # until the record changes
 
     def add(self, result: Mapping[str, Any], objective_metrics: Sequence[str]) -> None:
         iteration = int(result.get("training_iteration") or len(self.history) + 1)
@@ -124,6 +125,11 @@ class _TrialRecord:
                 self.last[key] = number
 
     def row(self, objectives: Sequence[Objective]) -> dict[str, Any]:
+        if self.cached_row is None:
+            self.cached_row = self._build_row(objectives)
+        return self.cached_row
+
+    def _build_row(self, objectives: Sequence[Objective]) -> dict[str, Any]:
         meta = self.config.get("corrotune") or {}
         row: dict[str, Any] = {
             "trial_id": self.trial_id,
@@ -190,6 +196,7 @@ class TrialsTable:
     ) -> None:
         """Records what is known of a trial: its config, status and/or a new result."""
         record = self._trials.setdefault(trial_id, _TrialRecord(trial_id))
+        record.cached_row = None
         if config is not None:
             record.config = dict(config)
         if status is not None:
@@ -222,8 +229,8 @@ class TrialsTable:
                 continue
             if known:
                 record = self._trials[trial.trial_id]
-                if record.status not in FINAL_STATUSES or trial.status in FINAL_STATUSES:
-                    record.status = trial.status  # an ended trial stays ended within one run
+                if record.status != trial.status and (record.status not in FINAL_STATUSES or trial.status in FINAL_STATUSES):
+                    record.status, record.cached_row = trial.status, None  # an ended trial stays ended within one run
                 continue
             self.observe(trial.trial_id, config=trial.config, status=trial.status)
             if trial.last_result:
@@ -362,8 +369,8 @@ def write_trials_csv(study_dir: str | os.PathLike, objectives: Any) -> Path:
 class TrialsTableCallback(tune.Callback):
     """Keeps ``<study_dir>/trials.csv`` and the driver heartbeat current while a study runs.
 
-    ``trials.csv`` is rewritten at most every ``min_interval_s`` on results, and at once when
-    a trial completes or errors and at experiment end. The heartbeat is rewritten every
+    ``trials.csv`` is rewritten at most every ``min_interval_s`` (results, trials ending or
+    erroring), and at experiment end; the first change after a quiet spell is written at once. The heartbeat is rewritten every
     ``heartbeat_interval_s``; at experiment end it says ``finished`` or ``interrupted``.
     Writes go straight to the study directory (not Ray's staging copy), so the file is as
     fresh as the driver. Picklable: it holds no files, locks or clocks that matter across
@@ -391,7 +398,7 @@ class TrialsTableCallback(tune.Callback):
 
     def _reset_clocks(self) -> None:
         self._started: float | None = None
-        self._last_write = self._last_beat = float("-inf")
+        self._last_write = self._last_beat = self._last_sync = float("-inf")
         self._dirty = False
         self._warned = False
 
@@ -426,10 +433,12 @@ class TrialsTableCallback(tune.Callback):
         self._beat("running")
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
-        before = [(t.trial_id, self.table.status(t.trial_id)) for t in trials]
-        self.table.sync(trials)
-        if len(self.table) != len(before) or any(self.table.status(i) != s for i, s in before):
-            self._dirty = True
+        # Tune steps many times per trial: catch up with new trials and statuses once a second
+        if time.monotonic() - self._last_sync >= self.min_interval_s:
+            self._last_sync = time.monotonic()
+            before = self.table.status_counts(), len(self.table)
+            self.table.sync(trials)
+            self._dirty |= (self.table.status_counts(), len(self.table)) != before
         self._maybe_write()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
@@ -440,14 +449,16 @@ class TrialsTableCallback(tune.Callback):
         self._maybe_write()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.table.sync(trials)
+        self.table.sync([trial])
         self.table.observe(trial.trial_id, status="TERMINATED")  # Ray sets it after the callbacks
-        self._write()
+        self._dirty = True
+        self._maybe_write()
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.table.sync(trials)
+        self.table.sync([trial])
         self.table.observe(trial.trial_id, status="ERROR")
-        self._write()
+        self._dirty = True
+        self._maybe_write()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.table.sync(trials, statuses=False)

@@ -115,8 +115,8 @@ def _trial(trial_id: str, status: str = "RUNNING", config: dict | None = None, *
     return SimpleNamespace(trial_id=trial_id, status=status, config=config or _config(0.1), **fields)
 
 
-def test_callback_throttles_writes_on_results_but_writes_each_ending_at_once(tmp_path):
-    callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=60.0)
+def test_callback_throttles_every_rewrite_and_catches_up_on_the_next_step(tmp_path):
+    callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=0.3)
     callback.setup(total_num_samples=2)
     a, b = _trial("a"), _trial("b", config=_config(0.2, cell="attention=none"))
     callback.on_trial_result(0, [a, b], a, _result(1, 0.5, 0.9))
@@ -124,13 +124,16 @@ def test_callback_throttles_writes_on_results_but_writes_each_ending_at_once(tmp
     assert [r["trial_id"] for r in first] == ["a"] and first[0]["best/val/accuracy"] == "0.5"
     callback.on_trial_result(1, [a, b], a, _result(2, 0.7, 0.8))
     callback.on_step_end(2, [a, b])
-    assert _read_csv(tmp_path / TRIALS_FILE) == first  # within min_interval_s: not rewritten
     callback.on_trial_complete(3, [a, b], a)  # Ray marks it TERMINATED after the callbacks
+    assert _read_csv(tmp_path / TRIALS_FILE) == first  # within min_interval_s: not rewritten
+    time.sleep(0.35)
+    callback.on_step_end(4, [a, b])
     rows = {r["trial_id"]: r for r in _read_csv(tmp_path / TRIALS_FILE)}
     assert rows["a"]["status"] == "TERMINATED" and rows["a"]["best/val/accuracy"] == "0.7"
     assert rows["b"]["status"] == "RUNNING" and rows["b"]["cell"] == "attention=none"
     b.status = "ERROR"
-    callback.on_trial_error(4, [a, b], b)
+    callback.on_trial_error(5, [a, b], b)
+    callback.on_experiment_end([a, b])  # the end always writes
     assert {r["trial_id"]: r["status"] for r in _read_csv(tmp_path / TRIALS_FILE)} == {"a": "TERMINATED", "b": "ERROR"}
 
 
