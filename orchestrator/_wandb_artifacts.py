@@ -1,16 +1,18 @@
-"""Ray's W&B callback, extended to upload each trial's end-of-trial images."""
+"""A trial's end-of-trial images (plots, Grad-CAM overlays) for its W&B run."""
 
 from __future__ import annotations
 
+import io
 import logging
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 from PIL import Image
-from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _QueueItem
 
-__all__ = ["ARTIFACT_COUNT_KEY", "ArtifactWandbLoggerCallback"]
+__all__ = ["ARTIFACT_COUNT_KEY", "artifact_images"]
 
 logger = logging.getLogger(__name__)
 
@@ -23,29 +25,49 @@ SYNC_WAIT_S = 30.0
 asynchronously after the last report)."""
 
 
-def _artifact_pngs(trial, expected: int) -> list[Path]:
-    """The trial's artifact PNGs once all ``expected`` files are visible (or the wait ends)."""
-    folders = [Path(trial.path) / "artifacts", Path(trial.local_path) / "artifacts"]
-    deadline = time.monotonic() + SYNC_WAIT_S
-    while True:
-        found = [sorted(f.glob("*.png")) for f in folders if f.is_dir()]
-        best = max(found, key=len, default=[])
-        if len(best) >= expected or time.monotonic() > deadline:
-            return best
+def _artifact_pngs(trial: Any) -> dict[str, Callable[[], bytes]]:
+    """``{stem: read}`` of the PNGs in the trial's ``artifacts/`` folder that holds the most.
+
+    The folder is looked for in the study (on the storage filesystem, remote or not) and in
+    the driver's staging copy.
+    """
+    import pyarrow.fs
+
+    filesystem = trial.storage.storage_filesystem
+    selector = pyarrow.fs.FileSelector(f"{trial.path}/artifacts", allow_not_found=True)
+    stored = {
+        info.base_name[: -len(".png")]: partial(_read, filesystem, info.path)
+        for info in filesystem.get_file_info(selector)
+        if info.type == pyarrow.fs.FileType.File and info.base_name.endswith(".png")
+    }
+    staged = {p.stem: p.read_bytes for p in sorted(Path(trial.local_path, "artifacts").glob("*.png"))}
+    return max(stored, staged, key=len)
+
+
+def _read(filesystem: Any, path: str) -> bytes:
+    with filesystem.open_input_stream(path) as stream:
+        return stream.readall()
+
+
+def artifact_images(trial: Any, wait_s: float = SYNC_WAIT_S) -> dict[str, np.ndarray]:
+    """``{"artifacts/<stem>": (H, W, 3) uint8}`` for ``<trial>/artifacts/*.png``; empty if none were reported.
+
+    Args:
+        trial: A ``ray.tune.experiment.Trial`` whose last result carries :data:`ARTIFACT_COUNT_KEY`.
+        wait_s: How long to wait for all reported files to reach the study directory.
+    """
+    expected = (trial.last_result or {}).get(ARTIFACT_COUNT_KEY)
+    if not expected:
+        return {}
+    deadline = time.monotonic() + wait_s
+    while len(pngs := _artifact_pngs(trial)) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
-
-
-class ArtifactWandbLoggerCallback(WandbLoggerCallback):
-    """Logs ``<trial>/artifacts/*.png`` (plots, Grad-CAM) as W&B images at the trial's last step."""
-
-    def log_trial_end(self, trial, failed: bool = False) -> None:
-        result = trial.last_result or {}
-        expected, step = result.get(ARTIFACT_COUNT_KEY), result.get("training_iteration")
-        if trial in self._trial_queues and expected and step is not None:
-            pngs = _artifact_pngs(trial, int(expected))
-            if len(pngs) < expected:
-                logger.warning("trial %s: %d of %d artifacts reached %s in time; logging those", trial, len(pngs), expected, trial.path)
-            images = {f"artifacts/{p.stem}": np.asarray(Image.open(p).convert("RGB")) for p in pngs}
-            if images:
-                self._trial_queues[trial].put((_QueueItem.RESULT, _clean_log({**images, "training_iteration": step})))
-        super().log_trial_end(trial, failed=failed)
+    if len(pngs) < expected:
+        logger.warning("trial %s: %d of %d artifacts reached %s in time; logging those", trial, len(pngs), expected, trial.path)
+    images = {}
+    for stem, read in sorted(pngs.items()):
+        try:
+            images[f"artifacts/{stem}"] = np.asarray(Image.open(io.BytesIO(read())).convert("RGB"))
+        except (OSError, ValueError) as err:  # a file still being written
+            logger.warning("trial %s: artifact %s.png not readable: %s", trial, stem, err)
+    return images

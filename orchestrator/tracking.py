@@ -1,4 +1,10 @@
-"""W&B tracking through Ray's ``WandbLoggerCallback``: offline by default, never a login prompt."""
+"""W&B tracking through Ray's ``WandbLoggerCallback``: offline by default, never a login prompt.
+
+Each trial logs to one W&B run (id = trial id) whose history stays whole when the study is
+killed and resumed: every result is logged at step ``training_iteration``, a resumed trial
+first replays the steps its run lost from Ray's ``result.json``, and never logs a step twice.
+:func:`logged_steps` reads back what the offline runs of a study hold.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,19 @@ import os
 from pathlib import Path
 from typing import Any
 
+from orchestrator._wandb_history import OfflineRun, logged_steps, read_offline_run
 from orchestrator.spec import Study
 
-__all__ = ["configure_wandb_env", "offline_runs", "resolve_wandb_mode", "sync_command", "wandb_callback"]
+__all__ = [
+    "OfflineRun",
+    "configure_wandb_env",
+    "logged_steps",
+    "offline_runs",
+    "read_offline_run",
+    "resolve_wandb_mode",
+    "sync_command",
+    "wandb_callback",
+]
 
 
 def resolve_wandb_mode(mode: str) -> str:
@@ -32,11 +48,23 @@ def configure_wandb_env(study: Study) -> str:
     return mode
 
 
-def wandb_callback(study: Study, mode: str, job_type: str = "search") -> Any | None:
+def wandb_callback(study: Study, mode: str, job_type: str = "search", flush_interval_s: float = 2.0) -> Any | None:
     """One W&B run per trial (id = trial id), grouped by study; ``None`` when disabled.
 
-    A trial's end-of-trial plots and Grad-CAM overlays (``<trial>/artifacts/*.png``) are
-    logged as images at its last step.
+    A trial's metadata (``trainables.TRIAL_META_KEY``) sets its run's job type (the phase;
+    ``job_type`` when it has none), tags (the study's, ``factor=value`` and the phase) and name
+    (trial folder + cell). The run's config is the trial config without keys that name a
+    secret (``api_key``, ``token``, ``password``). A trial's end-of-trial plots and Grad-CAM
+    overlays (``<trial>/artifacts/*.png``) are logged as images at its last step.
+
+    Args:
+        study: The study (project, entity and tags come from ``tracking.wandb``).
+        mode: ``offline``, ``online`` or ``disabled`` (see :func:`configure_wandb_env`).
+        job_type: Job type of runs whose trial carries no phase.
+        flush_interval_s: How often an offline run's rows are written to disk.
+
+    Example:
+        >>> tune.RunConfig(callbacks=[wandb_callback(study, configure_wandb_env(study))])
     """
     if mode == "disabled":
         return None
@@ -52,9 +80,9 @@ def wandb_callback(study: Study, mode: str, job_type: str = "search") -> Any | N
     )
     if spec.entity:
         kwargs["entity"] = spec.entity
-    from orchestrator._wandb_artifacts import ArtifactWandbLoggerCallback
+    from orchestrator._wandb_callback import TrialWandbLoggerCallback
 
-    return ArtifactWandbLoggerCallback(**kwargs)
+    return TrialWandbLoggerCallback(flush_interval_s=flush_interval_s, **kwargs)
 
 
 def offline_runs(study_dir: str | os.PathLike) -> list[Path]:

@@ -1,0 +1,227 @@
+"""Ray's ``WandbLoggerCallback`` with one continuous W&B run per trial.
+
+Extends Ray's callback where it falls short for a study that is killed and resumed:
+
+* the run is described by the trial's metadata (:data:`trainables.TRIAL_META_KEY`): group =
+  study, job type = phase, tags = study tags + ``factor=value`` + phase, name = trial folder
+  + cell; its config is the resolved trial config with secrets removed;
+* its history is continuous across driver sessions (see :mod:`orchestrator._wandb_actor`);
+  with local (or NFS) storage, offline runs are written straight into the study's trial
+  folder, so a crash cannot leave them behind in Ray's session staging folder; with remote
+  storage they are written to staging and reach storage with Ray's syncs;
+* a trial that finished in a session killed before W&B wrote its last rows is not restarted
+  by ``Tuner.restore``; the restored session completes its offline run from ``result.json``;
+* a trial that ends always finishes its run (exit code 1 when it failed), and a trial that
+  starts again in the same session gets a new logging actor instead of a queue nobody reads;
+* the callback never pickles the Ray handles that carry ``WANDB_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import ray
+from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _QueueItem
+
+from orchestrator._wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
+from orchestrator._wandb_artifacts import SYNC_WAIT_S, artifact_images
+from orchestrator._wandb_history import Root, last_logged_step
+from trainables import TRIAL_META_KEY
+
+__all__ = ["TrialWandbLoggerCallback", "run_tags"]
+
+logger = logging.getLogger(__name__)
+
+MAX_TAG_LEN = 64
+"""W&B rejects longer tags."""
+
+
+def run_tags(study_tags: list[str], meta: dict[str, Any]) -> list[str]:
+    """Study tags, then ``factor=value`` per factor, then the phase; unique, each at most 64 chars."""
+    factors = meta.get("factors") or {}
+    tags = [*study_tags, *(f"{k}={v}" for k, v in factors.items()), *([meta["phase"]] if meta.get("phase") else [])]
+    return list(dict.fromkeys(str(t)[:MAX_TAG_LEN] for t in tags))
+
+
+def _is_local(trial: Any) -> bool:
+    import pyarrow.fs
+
+    return isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem)
+
+
+class TrialWandbLoggerCallback(WandbLoggerCallback):
+    """One W&B run per trial (id = trial id), continuous across ``Tuner.restore``.
+
+    Takes ``WandbLoggerCallback``'s arguments; ``job_type`` and ``tags`` are the defaults a
+    trial's metadata refines. A trial's ``<trial>/artifacts/*.png`` are logged as images at
+    its last step.
+
+    Args:
+        restart_wait_s: How long a trial starting again in the same session waits for its
+            previous run to finish.
+        flush_interval_s: How often wandb writes an offline run's buffered rows to disk
+            (wandb's default, 15 s, loses more rows to a crash; they are replayed either way).
+        **kwargs: ``WandbLoggerCallback`` and ``wandb.init`` arguments.
+    """
+
+    _logger_actor_cls = ContinuousWandbLoggingActor
+
+    def __init__(self, *, restart_wait_s: float = 60.0, flush_interval_s: float = 2.0, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.restart_wait_s = restart_wait_s
+        self.flush_interval_s = flush_interval_s
+        self._ended: set[str] = set()  # trial ids whose actor was sent END
+        self._checked_finished = False  # this session looked for finished trials' lost rows
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray handles (the actor class holds WANDB_API_KEY in its runtime_env) stay in this process
+        state = self.__dict__.copy()
+        state.update(
+            _remote_logger_class=None,
+            _trial_logging_actors={},
+            _trial_logging_futures={},
+            _logging_future_to_trial={},
+            _trial_queues={},
+            _ended=set(),
+            _checked_finished=False,
+            api_key=None,
+        )
+        return state
+
+    def init_kwargs(self, trial: Any) -> dict[str, Any]:
+        """``wandb.init`` arguments of a trial's run."""
+        meta = trial.config.get(TRIAL_META_KEY) or {}
+        config = _clean_log({k: v for k, v in trial.config.items() if k != "callbacks" and k not in self.excludes})
+        folder = Path(self._folders(trial)[0])
+        name = f"{folder.name} ({meta['cell']})" if meta.get("cell") else folder.name
+        settings = {"x_transaction_log_flush_interval": self.flush_interval_s, **(self.kwargs.get("settings") or {})}
+        return {
+            **self.kwargs,
+            "id": trial.trial_id,
+            "name": name,
+            "group": self.group or trial.experiment_dir_name,
+            "project": self.project,
+            "job_type": meta.get("phase") or self.kwargs.get("job_type") or "search",
+            "tags": run_tags(list(self.kwargs.get("tags") or []), meta),
+            "config": redact_secrets(config),
+            "resume": "allow",  # online: continue the run; offline: a new folder for the same id
+            "reinit": "finish_previous",
+            "allow_val_change": True,
+            "dir": str(folder),
+            "settings": settings,
+        }
+
+    def _folders(self, trial: Any) -> tuple[str, ...]:
+        """The trial's local folders: the study's (where W&B writes) when storage is local, and staging."""
+        return tuple(dict.fromkeys([trial.path if _is_local(trial) else trial.local_path, trial.local_path]))
+
+    def _trial_files(self, trial: Any, name: str) -> tuple[Root, ...]:
+        """``name`` in the trial's folders: for remote storage the stored copy (a new session's
+        staging folder lacks it) comes first, then the local ones."""
+        stored = () if _is_local(trial) else ((trial.storage.storage_filesystem, f"{trial.path}/{name}"),)
+        return (*stored, *(str(Path(f) / name) for f in self._folders(trial)))
+
+    def log_trial_start(self, trial: Any) -> None:
+        self._retire_ended_logger(trial)
+        if trial in self._trial_logging_futures:
+            return  # a paused trial goes on: same actor, same run
+        exclude = [*self._exclude_results, *self.excludes, *([] if self.log_config else ["config"])]
+        self._start_logging_actor(
+            trial,
+            exclude,
+            history_roots=self._trial_files(trial, "wandb"),
+            result_files=self._trial_files(trial, "result.json"),
+            **self.init_kwargs(trial),
+        )
+
+    def _retire_ended_logger(self, trial: Any) -> None:
+        """Waits for (then removes) the actor of a trial that ended and now starts again."""
+        if trial.trial_id not in self._ended or trial not in self._trial_logging_futures:
+            return
+        future = self._trial_logging_futures[trial]
+        done, _ = ray.wait([future], timeout=self.restart_wait_s)
+        if not done:
+            logger.warning("W&B run of trial %s did not finish in %.0f s; starting its next session anyway", trial, self.restart_wait_s)
+        self._logging_future_to_trial.pop(future, None)
+        self._cleanup_logging_actor(trial)
+
+    def _cleanup_logging_actor(self, trial: Any) -> None:
+        super()._cleanup_logging_actor(trial)
+        self._ended.discard(trial.trial_id)
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        if trial not in self._trial_logging_actors or trial.trial_id in self._ended:
+            self.log_trial_start(trial)
+        if isinstance(result.get("config"), dict):
+            result = {**result, "config": redact_secrets(result["config"])}
+        result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
+        self._trial_queues[trial].put((_QueueItem.RESULT, result))
+
+    def log_trial_end(self, trial: Any, failed: bool = False) -> None:
+        self._end_run(trial, failed, SYNC_WAIT_S)
+
+    def _end_run(self, trial: Any, failed: bool, artifacts_wait_s: float) -> None:
+        """Queues the trial's images and END; its actor then finishes the run."""
+        if trial not in self._trial_queues or trial.trial_id in self._ended:
+            return
+        step = (trial.last_result or {}).get("training_iteration")
+        images = artifact_images(trial, artifacts_wait_s) if step else {}
+        if images:
+            images = _clean_log(images, image_kwargs=self.image_kwargs)
+            self._trial_queues[trial].put((IMAGES, {"step": step, "images": images}))
+        self._trial_queues[trial].put((_QueueItem.END, {"failed": failed, "last_step": step}))
+        self._ended.add(trial.trial_id)
+        self._cleanup_logging_actors()
+
+    def _complete_finished_runs(self, trials: list[Any]) -> None:
+        """Once a session: offline runs of trials that will not run again get their lost last rows.
+
+        ``Tuner.restore`` restarts unfinished trials only; a trial that finished just before the
+        driver was killed may have lost the rows W&B had not written yet. Its run is completed
+        from ``result.json`` by a short-lived actor (online runs are left as they are).
+        """
+        if self._checked_finished:
+            return
+        self._checked_finished = True
+        if (self.kwargs.get("mode") or os.environ.get("WANDB_MODE")) != "offline":
+            return
+        for trial in trials:
+            last = (trial.last_result or {}).get("training_iteration")
+            if trial.status not in ("TERMINATED", "ERROR") or trial in self._trial_queues or not last:
+                continue
+            if last_logged_step(self._trial_files(trial, "wandb"), trial.trial_id) < last:
+                logger.info("W&B run of finished trial %s lacks steps up to %d; completing it from result.json", trial, last)
+                self.log_trial_start(trial)
+                self._end_run(trial, failed=trial.status == "ERROR", artifacts_wait_s=0.0)
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._complete_finished_runs(trials)
+
+    def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+        self._complete_finished_runs(trials)  # a restore with nothing left to run has no step
+        super().on_experiment_end(trials, **info)  # waits for the runs to finish
+        for trial in trials:
+            if not _is_local(trial):
+                _upload_offline_runs(trial)
+
+
+def _upload_offline_runs(trial: Any) -> None:
+    """Copies a trial's offline runs from staging to remote storage.
+
+    Ray's last sync of the staging folder comes before the callbacks' ``on_experiment_end``,
+    so without this a run's last rows and its exit record would stay on the driver.
+    """
+    import pyarrow.fs
+
+    filesystem = trial.storage.storage_filesystem
+    for folder in sorted(Path(trial.local_path, "wandb").glob("offline-run-*")):
+        if folder.is_dir() and not folder.is_symlink() and any(folder.glob("run-*.wandb")):
+            target = f"{trial.path}/wandb/{folder.name}"
+            try:
+                filesystem.create_dir(target, recursive=True)
+                pyarrow.fs.copy_files(str(folder), target, destination_filesystem=filesystem)
+            except OSError as err:
+                logger.warning("could not copy the W&B run %s to %s: %s", folder, target, err)
