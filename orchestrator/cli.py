@@ -3,7 +3,9 @@
 Examples:
     corrotune run studies/demo.yaml
     corrotune run studies/demo.yaml --storage /mnt/results --set search.num_samples=16
+    corrotune run studies/examples/ablation_tiny.yaml --address auto --storage s3://bucket/studies
     corrotune resume corrotune-results/demo
+    corrotune status corrotune-results/demo
     corrotune validate studies/demo.yaml
     corrotune scan /data/corrosion --json scan.json
 """
@@ -17,6 +19,7 @@ import typer
 from rich.console import Console
 
 from orchestrator.spec import StudyError, load_study
+from orchestrator.storage import DEFAULT_STORAGE
 
 __all__ = ["app", "main"]
 
@@ -34,18 +37,26 @@ def _fail(error: StudyError) -> None:
     raise typer.Exit(EXIT_INVALID)
 
 
+_ADDRESS_HELP = "Join this Ray cluster (auto, or HOST:PORT of its head) instead of starting Ray here."
+
+
 @app.command()
 def run(
     study: Path = typer.Argument(..., help="Study YAML file."),
-    storage: Path = typer.Option(Path("corrotune-results"), "--storage", help="Results root; the study goes to <storage>/<name>/."),
+    storage: Optional[str] = typer.Option(
+        None, "--storage",
+        help="Results root: a path, an NFS mount or a URI (s3://, gs://, file://); the study goes to <storage>/<name>/. "
+        "Default: the study's storage key, else corrotune-results.",
+    ),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
     """Validate a study and run it to completion, ending with a leaderboard."""
     try:
         spec = load_study(study, overrides or [])
         from orchestrator.runner import run_study
 
-        outcome = run_study(spec, storage, err)
+        outcome = run_study(spec, storage, err, address=address)
     except StudyError as error:
         _fail(error)
     if outcome.num_errors:
@@ -53,24 +64,45 @@ def run(
 
 
 @app.command()
-def resume(study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/).")) -> None:
+def resume(
+    study_dir: str = typer.Argument(..., help="A study directory or URI (<storage>/<name>)."),
+    address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+) -> None:
     """Resume a crashed or interrupted study and finish it."""
     try:
         from orchestrator.runner import resume_study
 
-        resume_study(study_dir, err)
+        resume_study(study_dir, err, address=address)
     except StudyError as error:
         _fail(error)
+
+
+@app.command()
+def status(study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/).")) -> None:
+    """Show whether a study is finished, running or crashed; its trials by state; the best per cell."""
+    from orchestrator.status import show_status
+
+    out = Console()
+    if not out.is_terminal:
+        out.width = 200
+    raise typer.Exit(show_status(study_dir, out))
 
 
 @app.command()
 def validate(
     study: Path = typer.Argument(..., help="Study YAML file."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Check this results root as `run` would use it."),
+    address: Optional[str] = typer.Option(None, "--address", help="Check against this Ray cluster (it is joined, nothing is started)."),
 ) -> None:
-    """Check a study file without starting anything."""
+    """Check a study file (and, with --address, the cluster it would run on) without starting anything."""
     try:
         spec = load_study(study, overrides or [])
+        from orchestrator.cluster import target_problems
+
+        problems = target_problems(spec, storage or spec.storage or DEFAULT_STORAGE, address)
+        if problems:
+            raise StudyError(str(study), problems)
     except StudyError as error:
         _fail(error)
     err.print(f"[green]ok[/green]: study {spec.name!r} ({spec.trainable}, {spec.num_samples} trials)")

@@ -20,16 +20,16 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from orchestrator.leaderboard import build_leaderboard, print_leaderboard, write_leaderboard
+from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.spec import Study, StudyError, validate_study
+from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
-from search_spaces import get_space
+from orchestrator.trials_table import TRIALS_FILE, write_trials_csv
 from trainables import get_trainable
 
 __all__ = ["STUDY_FILE", "StudyOutcome", "build_tuner", "load_saved_study", "resume_study", "run_study"]
 
 STUDY_FILE = "corrotune_study.yaml"
-DEFAULT_STORAGE = "corrotune-results"
 
 
 @dataclass
@@ -37,54 +37,6 @@ class StudyOutcome:
     study_dir: Path
     rows: list[dict[str, Any]]
     num_errors: int
-
-
-def _sampler(study: Study):
-    import optuna
-
-    search = study.search
-    if search.sampler == "tpe":
-        # constant_liar keeps parallel workers from proposing the same point (optuna#4714)
-        return optuna.samplers.TPESampler(seed=search.seed, constant_liar=True)
-    if search.sampler == "random":
-        return optuna.samplers.RandomSampler(seed=search.seed)
-    if search.sampler == "cmaes":
-        return optuna.samplers.CmaEsSampler(seed=search.seed)
-    if search.sampler == "gp":
-        return optuna.samplers.GPSampler(seed=search.seed)
-    return optuna.samplers.NSGAIISampler(seed=search.seed)
-
-
-def _searcher(study: Study):
-    if study.search is None:
-        return None
-    from ray.tune.search.optuna import OptunaSearch
-
-    # metric and mode must reach the searcher itself, or max_concurrent_trials fails
-    return OptunaSearch(
-        space=get_space(study.search.space),
-        metric=study.objective.metric,
-        mode=study.objective.mode,
-        sampler=_sampler(study),
-    )
-
-
-def _scheduler(study: Study):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, HyperBandScheduler, MedianStoppingRule
-
-    spec, max_t = study.scheduler, study.epochs()
-    if spec.name == "asha":
-        return ASHAScheduler(
-            time_attr="training_iteration",
-            max_t=max_t,
-            grace_period=min(spec.grace_period, max_t),
-            reduction_factor=spec.reduction_factor,
-        )
-    if spec.name == "hyperband":
-        return HyperBandScheduler(time_attr="training_iteration", max_t=max_t, reduction_factor=spec.reduction_factor)
-    if spec.name == "median":
-        return MedianStoppingRule(time_attr="training_iteration", grace_period=spec.grace_period)
-    return FIFOScheduler()
 
 
 def _trainable(study: Study):
@@ -99,14 +51,23 @@ def _trial_dirname(trial) -> str:
     return f"{trial.trainable_name}_{trial.trial_id}"
 
 
-def build_tuner(study: Study, storage: str | os.PathLike, wandb_mode: str, console: Console):
-    """Builds the ``ray.tune.Tuner`` of a study (Ray must be initialised)."""
+def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Console):
+    """Builds the ``ray.tune.Tuner`` of a study (Ray must be initialised).
+
+    One ``AblationSearcher`` hands out every trial (search trials per cell, then confirm
+    runs); the scheduler runs per cell; the callbacks print progress and log to W&B.
+    """
     from ray import tune
 
+    from orchestrator.ablation import AblationSearcher
     from orchestrator.progress import ProgressPrinter
+    from orchestrator.schedulers import build_scheduler, build_stopper
+    from orchestrator.trials_table import TrialsTableCallback
 
     objective = study.objective
-    callbacks = [ProgressPrinter(objective.metric, objective.mode, console)]
+    objectives = [(o.metric, o.mode) for o in study.objectives]
+    # the table goes to the local study folder (for remote storage: published at the end)
+    callbacks = [ProgressPrinter(objectives, console), TrialsTableCallback(place.local_dir, objectives)]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
         callbacks.append(wandb)
@@ -116,19 +77,21 @@ def build_tuner(study: Study, storage: str | os.PathLike, wandb_mode: str, conso
         tune_config=tune.TuneConfig(
             metric=objective.metric,
             mode=objective.mode,
-            search_alg=_searcher(study),
-            scheduler=_scheduler(study),
+            search_alg=AblationSearcher.from_study(study),
+            scheduler=build_scheduler(study),
             num_samples=study.num_samples,
             max_concurrent_trials=study.max_concurrent_trials,
+            time_budget_s=study.stop.time_budget_s,
             # one worker process serves many trials: no 1.5 s process start per trial, and the
             # decoded dataset stays in memory; trainables rebuild all per-trial state on start
             reuse_actors=True,
             trial_dirname_creator=_trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=study.name,
-            storage_path=str(Path(storage).expanduser().resolve()),
+            name=place.name,
+            storage_path=place.storage_path,
             callbacks=callbacks,
+            stop=build_stopper(study),
             checkpoint_config=tune.CheckpointConfig(
                 num_to_keep=study.checkpoints.num_to_keep,
                 checkpoint_score_attribute=objective.metric,
@@ -142,16 +105,7 @@ def build_tuner(study: Study, storage: str | os.PathLike, wandb_mode: str, conso
     )
 
 
-def _init_ray(study: Study) -> None:
-    import ray
-
-    if not ray.is_initialized():
-        # worker output stays in the Ray session logs; trial errors reach the driver through
-        # Tune (and each trial's error.txt), progress through ProgressPrinter
-        ray.init(num_cpus=study.ray.num_cpus, include_dashboard=False, log_to_driver=False)
-
-
-def _prepare_data(study: Study, study_dir: Path, console: Console) -> Study:
+def _prepare_data(study: Study, place: StudyPlace, console: Console) -> Study:
     """Scans and splits the data once in the driver; trials then read the study's manifest.
 
     Raises:
@@ -162,90 +116,168 @@ def _prepare_data(study: Study, study_dir: Path, console: Console) -> Study:
     task = get_trainable(study.trainable).task
     try:
         with console.status("Scanning and splitting the dataset..."):
-            data = prepare_dataset(study.data, task, study_dir, log=lambda line: console.print(line, highlight=False))
+            data = prepare_dataset(study.data, task, place.local_dir, log=lambda line: console.print(line, highlight=False))
     except DataPreparationError as err:
-        raise StudyError(str(study_dir), [str(err), f"then start it again with `corrotune resume {study_dir}`"]) from None
+        raise StudyError(place.uri, [str(err), f"then start it again with `corrotune resume {place.uri}`"]) from None
+    if place.remote:  # trials on every node read the manifest from the study's storage
+        place.publish("data")
+        data = data.model_copy(update={"manifest": place.remote_path("data/manifest.json")})
     return study.model_copy(update={"data": data})
 
 
-def _finish(study: Study, study_dir: Path, results, console: Console) -> StudyOutcome:
-    rows = build_leaderboard(results, study.objective.metric, study.objective.mode)
-    print_leaderboard(rows, study.objective.metric, console)
-    paths = write_leaderboard(rows, study_dir, study.objective.metric, study.objective.mode)
-    console.print(f"Leaderboard written to {paths[0]} and {paths[1].name}")
-    command = sync_command(study_dir)
+def _finish(study: Study, place: StudyPlace, results, console: Console) -> StudyOutcome:
+    objectives = [(o.metric, o.mode) for o in study.objectives]
+    metric, mode = study.objective.metric, study.objective.mode
+    rows = build_leaderboard(results, metric, mode, objectives)
+    print_leaderboard(rows, metric, console)
+    print_cell_summary(cell_summary(rows), metric, mode, console)
+    paths = write_leaderboard(rows, place.local_dir, metric, mode)
+    write_trials_csv(place.local_dir, objectives)
+    for name in (*(p.name for p in paths), TRIALS_FILE):
+        place.publish(name)
+    console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}")
+    command = sync_command(place.local_dir)
     if command and os.environ.get("WANDB_MODE") == "offline":
         console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
-    return StudyOutcome(study_dir=study_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
+    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
 
 
-def run_study(study: Study, storage: str | os.PathLike = DEFAULT_STORAGE, console: Console | None = None) -> StudyOutcome:
+def run_study(
+    study: Study,
+    storage: str | os.PathLike | None = None,
+    console: Console | None = None,
+    address: str | None = None,
+) -> StudyOutcome:
     """Runs a study to completion and writes its leaderboard.
 
+    Args:
+        storage: Results root (a path or a URI); default: the study's ``storage``, else
+            ``corrotune-results``. The study goes to ``<storage>/<name>/``.
+        address: Join this Ray cluster (``auto`` or ``HOST:PORT``) instead of starting Ray.
+
     Raises:
-        StudyError: the study directory already exists (resume it, or pick another name/storage).
+        StudyError: the study directory already exists (resume it, or pick another
+            name/storage), or the cluster cannot run it.
     """
     console = console or Console(stderr=True)
-    study_dir = Path(storage).expanduser().resolve() / study.name
-    if study_dir.exists():
+    place = StudyPlace.create(storage or study.storage or DEFAULT_STORAGE, study.name)
+    _check_target(study, str(storage or study.storage or DEFAULT_STORAGE), address)
+    if place.exists():
         raise StudyError(
-            str(study_dir),
-            [f"the study directory already exists; continue it with `corrotune resume {study_dir}` "
+            place.uri,
+            [f"the study directory already exists; continue it with `corrotune resume {place.uri}` "
              "or choose another --storage or name (nothing was changed)"],
         )
-    study_dir.mkdir(parents=True)
-    (study_dir / STUDY_FILE).write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
-    return _launch(study, study_dir, console)
+    place.local_dir.mkdir(parents=True, exist_ok=True)
+    (place.local_dir / STUDY_FILE).write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+    place.publish(STUDY_FILE)
+    return _launch(study, place, console, address)
 
 
-def _launch(study: Study, study_dir: Path, console: Console) -> StudyOutcome:
-    study = _prepare_data(study, study_dir, console)
-    mode = _start_runtime(study)
-    tuner = build_tuner(study, study_dir.parent, mode, console)
-    console.print(f"Study [bold]{study.name}[/bold]: {study.num_samples} trials -> {study_dir}")
-    return _fit(study, study_dir, tuner, console)
+def _check_target(study: Study, storage: str, address: str | None) -> None:
+    """Refuses, before anything starts, storage the cluster's nodes cannot share or GPUs it lacks.
+
+    Raises:
+        StudyError: with each problem and what to use instead.
+    """
+    from orchestrator.cluster import target_problems
+
+    problems = target_problems(study, storage, address)
+    if problems:
+        raise StudyError(study.name, problems)
 
 
-def _start_runtime(study: Study) -> str:
+def _launch(study: Study, place: StudyPlace, console: Console, address: str | None) -> StudyOutcome:
+    study = _prepare_data(study, place, console)
+    mode = _start_runtime(study, address)
+    tuner = build_tuner(study, place, mode, console)
+    console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {place.uri}")
+    return _fit(study, place, tuner, console)
+
+
+def _plan(study: Study) -> str:
+    """``"2 cells x (3 search + 2 confirm) = 10 trials"``."""
+    cells = len(study.cells)
+    parts = [f"{n} {what}" for n, what in ((study.trials_per_cell, "search"), (study.repeats, "confirm")) if n]
+    return f"{cells} cell{'s' if cells != 1 else ''} x ({' + '.join(parts)}) = {study.num_samples} trials"
+
+
+def _start_runtime(study: Study, address: str | None = None) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     mode = configure_wandb_env(study)
-    _init_ray(study)
+    _init_ray(study, address)
     return mode
 
 
-def _fit(study: Study, study_dir: Path, tuner, console: Console) -> StudyOutcome:
-    results = tuner.fit()
+def _init_ray(study: Study, address: str | None) -> None:
+    from orchestrator.cluster import connect
+
+    # a local Ray, or the cluster at ``address`` (with its login token when it asks for one)
+    connect(address, study.ray.num_cpus)
+
+
+def _fit(study: Study, place: StudyPlace, tuner, console: Console) -> StudyOutcome:
+    results = tuner.fit()  # the live table closes itself at the experiment's end
     del tuner  # finalise the W&B callback while Ray is still up
-    return _finish(study, study_dir, results, console)
+    return _finish(study, place, results, console)
 
 
 def load_saved_study(study_dir: str | os.PathLike) -> Study:
-    """Reads the resolved study that ``run_study`` saved in a study directory."""
-    path = Path(study_dir) / STUDY_FILE
-    if not path.is_file():
+    """Reads the resolved study that ``run_study`` saved in a study directory (or URI)."""
+    place = StudyPlace.of_study(study_dir)
+    path = place.local_dir / STUDY_FILE
+    if not place.fetch(STUDY_FILE) or not path.is_file():
         raise StudyError(str(study_dir), [f"not a corrotune study directory: {STUDY_FILE} is missing"])
     return validate_study(yaml.safe_load(path.read_text()), str(path))
 
 
-def resume_study(study_dir: str | os.PathLike, console: Console | None = None) -> StudyOutcome:
+UNRECORDED_DIR = "unrecorded_trials"
+
+
+def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Console) -> None:
+    """Moves trial folders that Ray's last saved state does not know to ``unrecorded_trials/``.
+
+    A trial started after the last experiment-state snapshot left a folder (results, a
+    checkpoint, a W&B run) but Ray restores the searcher and trials from the snapshot, so that
+    slot runs again as a new trial. The old folder is kept, out of the way of reports.
+    """
+    if place.remote:
+        return
+    states = sorted(place.local_dir.glob("experiment_state-*.json"))
+    if not states:
+        return
+    import json
+
+    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]}
+    for folder in sorted(place.local_dir.iterdir()):
+        is_trial = folder.is_dir() and folder.name.startswith(f"{trainable}_")  # see _trial_dirname
+        if is_trial and folder.name not in recorded:
+            target = place.local_dir / UNRECORDED_DIR / folder.name
+            target.parent.mkdir(exist_ok=True)
+            folder.rename(target)
+            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}")
+
+
+def resume_study(study_dir: str | os.PathLike, console: Console | None = None, address: str | None = None) -> StudyOutcome:
     """Restores a crashed or interrupted study and finishes it.
 
-    Finished trials are kept, unfinished and errored ones continue from their last checkpoint.
-    A study killed before Ray wrote any experiment state starts from the beginning.
+    Finished trials are kept, unfinished and errored ones continue from their last checkpoint,
+    the searcher (every cell's Optuna study) and the per-cell schedulers are restored. A study
+    killed before Ray wrote any experiment state starts from the beginning.
     """
     from ray import tune
 
     console = console or Console(stderr=True)
-    study_dir = Path(study_dir).expanduser().resolve()
+    place = StudyPlace.of_study(study_dir)
     study = load_saved_study(study_dir)
-    if not tune.Tuner.can_restore(str(study_dir)):
+    _check_target(study, split_study_uri(str(study_dir))[0], address)
+    if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
-        return _launch(study, study_dir, console)
-    _start_runtime(_prepare_data(study, study_dir, console))
-    tuner = tune.Tuner.restore(
-        str(study_dir), trainable=_trainable(study), resume_unfinished=True, resume_errored=True
-    )
-    console.print(f"Resuming study [bold]{study.name}[/bold] from {study_dir}")
-    return _fit(study, study_dir, tuner, console)
+        return _launch(study, place, console, address)
+    _set_aside_unrecorded_trials(place, study.trainable, console)
+    _start_runtime(_prepare_data(study, place, console), address)
+    tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True)
+    console.print(f"Resuming study [bold]{study.name}[/bold] from {place.uri}")
+    return _fit(study, place, tuner, console)
