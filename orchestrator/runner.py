@@ -136,9 +136,12 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
     for name in (*(p.name for p in paths), TRIALS_FILE):
         place.publish(name)
     console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}")
-    command = sync_command(place.local_dir)
-    if command and os.environ.get("WANDB_MODE") == "offline":
-        console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
+    if os.environ.get("WANDB_MODE") == "offline":
+        command = sync_command(place.local_dir)
+        if command:
+            console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
+        elif place.remote:
+            console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them")
     return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
 
 

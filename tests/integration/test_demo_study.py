@@ -44,7 +44,9 @@ def _trial_dirs(study_dir: Path) -> list[Path]:
 
 
 def _wandb_run_ids(study_dir: Path) -> set[str]:
-    return {p.name.rsplit("-", 1)[-1] for p in study_dir.glob("*/wandb/offline-run-*")}
+    from orchestrator.tracking import logged_steps
+
+    return set(logged_steps(study_dir))
 
 
 def _kill_session(process: subprocess.Popen) -> None:

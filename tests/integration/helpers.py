@@ -1,0 +1,47 @@
+"""Driving the CLI as a user would, killing its driver, and reading what Ray saved."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "orchestrator.cli", *args]
+
+
+def kill_session(process: subprocess.Popen) -> None:
+    """SIGKILLs the driver, then whatever of its Ray session survives (only what we started)."""
+    process.kill()
+    process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def saved_trials(study_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """``(trial, run metadata)`` of each trial in Ray's newest experiment state ([] while none or mid-write)."""
+    states = sorted(study_dir.glob("experiment_state-*.json"))
+    if not states:
+        return []
+    try:
+        trial_data = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):
+        return []
+    return [(json.loads(trial), json.loads(run)) for trial, run in trial_data]
+
+
+def checkpointed(trial: dict[str, Any], run: dict[str, Any]) -> int:
+    """The epoch of the checkpoint the saved state recorded for a trial (0: none)."""
+    last = run.get("last_result") or {}
+    return last.get("epoch", 0) if last.get("checkpoint_dir_name") else 0
+
+
+def results(trial_dir: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
