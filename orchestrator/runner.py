@@ -59,6 +59,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     """
     from ray import tune
 
+    from orchestrator._trial_files import UploadBeforeRetry
     from orchestrator.ablation import AblationSearcher
     from orchestrator.progress import ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
@@ -67,7 +68,11 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     objective = study.objective
     objectives = [(o.metric, o.mode) for o in study.objectives]
     # the table goes to the local study folder (for remote storage: published at the end)
-    callbacks = [ProgressPrinter(objectives, console), TrialsTableCallback(place.local_dir, objectives)]
+    callbacks = [
+        ProgressPrinter(objectives, console),
+        TrialsTableCallback(place.local_dir, objectives),
+        UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
+    ]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
         callbacks.append(wandb)

@@ -24,7 +24,6 @@ __all__ = ["DEFAULT_STORAGE", "StudyPlace", "is_uri", "split_study_uri"]
 DEFAULT_STORAGE = "corrotune-results"
 """Results root when neither ``--storage`` nor the study's ``storage`` names one."""
 
-CACHE = Path(os.environ.get("CORROTUNE_CACHE", Path.home() / ".cache" / "corrotune")) / "studies"
 
 
 def is_uri(storage: str | os.PathLike) -> bool:
@@ -62,8 +61,10 @@ class StudyPlace:
         if not is_uri(storage):
             path = str(Path(storage).expanduser().resolve())
             return cls(storage_path=path, name=name, local_dir=Path(path) / name)
+        from trainables.data._paths import cache_dir
+
         digest = hashlib.sha256(f"{storage}/{name}".encode()).hexdigest()[:12]
-        return cls(storage_path=storage.rstrip("/"), name=name, local_dir=CACHE / f"{name}-{digest}")
+        return cls(storage_path=storage.rstrip("/"), name=name, local_dir=cache_dir("studies") / f"{name}-{digest}")
 
     @classmethod
     def of_study(cls, study: str | os.PathLike) -> "StudyPlace":

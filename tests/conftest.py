@@ -30,6 +30,16 @@ os.environ.pop("WANDB_DIR", None)
 (_SESSION_TMP / "ray").mkdir(exist_ok=True)
 
 
+@pytest.fixture(autouse=True)
+def _environment_restored():
+    """Code under test may set variables for Ray workers (``configure_wandb_env`` sets
+    ``WANDB_MODE`` when a study runs in-process); later tests must not inherit them."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture(scope="session")
 def session_tmp() -> Path:
     return _SESSION_TMP

@@ -1,0 +1,42 @@
+"""A trial that keeps failing is retried from its checkpoint, then marked ERROR; the study goes on."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+
+import pytest
+import yaml
+
+from tests.integration.helpers import cli, results
+
+pytestmark = pytest.mark.slow
+
+
+def test_an_errored_trial_is_marked_and_the_other_cells_finish(tmp_path):
+    study = {
+        "name": "errs",
+        "trainable": "noop",
+        "data": {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}},
+        "params": {"epochs": 3, "x": 0.5},
+        "ablation": {"factors": {"fail_at_epoch": [None, 2]}},
+        "objective": {"metric": "score", "mode": "max"},
+        "scheduler": {"name": "fifo"},
+        "failure": {"max_failures": 1},
+        "tracking": {"wandb": {"mode": "disabled"}},
+        "ray": {"num_cpus": 2},
+    }
+    (tmp_path / "errs.yaml").write_text(yaml.safe_dump(study))
+    done = subprocess.run(cli("run", "errs.yaml", "--storage", "results"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "1 trial(s) errored" in done.stderr
+
+    rows = {r["cell"]: r for r in csv.DictReader((tmp_path / "results/errs/trials.csv").open())}
+    assert rows["fail_at_epoch=null"]["status"] == "TERMINATED" and rows["fail_at_epoch=null"]["epochs"] == "3"
+    assert rows["fail_at_epoch=2"]["status"] == "ERROR"
+    board = json.loads((tmp_path / "results/errs/leaderboard.json").read_text())
+    assert sorted(r["status"] for r in board["trials"]) == ["ERROR", "TERMINATED"]
+    failed = tmp_path / "results/errs" / f"noop_{rows['fail_at_epoch=2']['trial_id']}"
+    assert [r["epoch"] for r in results(failed)] == [1]  # the retry resumed after epoch 1, not from 0
+    assert "resumed from epoch 1" in (failed / "error.txt").read_text()
