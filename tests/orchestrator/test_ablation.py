@@ -91,7 +91,8 @@ def test_the_best_epoch_not_the_last_is_what_counts():
 
 def test_errored_trials_fail_in_optuna_and_a_cell_with_only_failures_skips_its_confirm_runs():
     searcher = _searcher(cells=CELLS, trials_per_cell=1, repeats=2)
-    a, b = searcher.suggest("a"), searcher.suggest("b")
+    searcher.suggest("a")
+    b = searcher.suggest("b")
     searcher.on_trial_result("a", {"val/accuracy": 0.99})
     searcher.on_trial_complete("a", error=True)
     searcher.on_trial_complete("b", {"val/accuracy": 0.5})

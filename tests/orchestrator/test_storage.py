@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from orchestrator.storage import StudyPlace, is_uri, split_study_uri
 from trainables.data.manifest import read_manifest, write_manifest
 from trainables.data.index import Sample, SampleIndex
