@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.spec import Study, StudyError, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
@@ -176,6 +178,8 @@ def run_study(
             [f"the study directory already exists; continue it with `corrotune resume {place.uri}` "
              "or choose another --storage or name (nothing was changed)"],
         )
+    if place.remote and place.local_dir.exists():
+        shutil.rmtree(place.local_dir)  # a cache of an earlier study of that name, gone from storage
     place.local_dir.mkdir(parents=True, exist_ok=True)
     (place.local_dir / STUDY_FILE).write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
     place.publish(STUDY_FILE)
@@ -281,6 +285,9 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     place = StudyPlace.of_study(study_dir)
     study = load_saved_study(study_dir)
     _check_target(study, split_study_uri(str(study_dir))[0], address)
+    driver = driver_state(place.local_dir)
+    if driver.state == "running":  # two drivers on one study would corrupt its state
+        raise StudyError(place.uri, [f"the study is still running ({driver.detail}); stop that driver first"])
     if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, place, console, address)

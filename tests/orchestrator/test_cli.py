@@ -54,3 +54,15 @@ def test_resume_of_a_folder_that_is_no_study(tmp_path):
     result = runner.invoke(app, ["resume", str(tmp_path)])
     assert result.exit_code == 2
     assert "not a corrotune study directory" in result.output
+
+
+def test_resume_refuses_a_study_whose_driver_is_still_running(tmp_path):
+    from orchestrator.heartbeat import write_heartbeat
+    from orchestrator.spec import load_study
+
+    study_dir = tmp_path / "demo"
+    study_dir.mkdir()
+    (study_dir / "corrotune_study.yaml").write_text(yaml.safe_dump(load_study(DEMO).model_dump(mode="json")))
+    write_heartbeat(study_dir, "running")  # this very process: alive, fresh
+    result = runner.invoke(app, ["resume", str(study_dir)])
+    assert result.exit_code == 2 and "still running" in result.output
