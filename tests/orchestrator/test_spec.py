@@ -218,3 +218,15 @@ def test_several_objectives_the_first_is_primary():
     raw.pop("objective")
     study = validate_study(raw)
     assert study.objective.metric == "val/f1" and [o.mode for o in study.objectives] == ["max", "min"]
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "studies").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_study_validates(path):
+    study = load_study(path)
+    assert study.num_samples >= 1
+
+
+def test_the_tiny_ablation_plans_four_cells_with_search_and_confirm_runs():
+    study = load_study(REPO / "studies" / "examples" / "ablation_tiny.yaml")
+    assert len(study.cells) == 4 and study.trials_per_cell == 2 and study.repeats == 2
+    assert study.num_samples == 16 and study.epochs() <= 2 and study.params["image_size"] == 32
