@@ -186,6 +186,9 @@ class TrialsTable:
     def __len__(self) -> int:
         return len(self._trials)
 
+    def __contains__(self, trial_id: str) -> bool:
+        return trial_id in self._trials
+
     def observe(
         self,
         trial_id: str,
@@ -442,7 +445,8 @@ class TrialsTableCallback(tune.Callback):
         self._maybe_write()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.table.sync([trial])
+        # a trial seen first here: sync them all, so rows keep the order Ray created the trials in
+        self.table.sync(trials if trial.trial_id not in self.table else [trial])
         # the config too: PBT changes it when a trial exploits another
         self.table.observe(trial.trial_id, config=trial.config, status="RUNNING", result=result)
         self._dirty = True
