@@ -61,6 +61,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     """
     from ray import tune
 
+    from orchestrator._checkpoints import CheckpointPruner
     from orchestrator._trial_files import UploadBeforeRetry
     from orchestrator.ablation import AblationSearcher
     from orchestrator.progress import ProgressPrinter
@@ -74,6 +75,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         ProgressPrinter(objectives, console),
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
+        # keeps the best checkpoints, never the one a resume from the stored state needs
+        CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
     ]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
@@ -100,6 +103,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
             callbacks=callbacks,
             stop=build_stopper(study),
             checkpoint_config=tune.CheckpointConfig(
+                # every K checkpoints of a trial Ray snapshots the experiment state (resume stays
+                # close); CheckpointPruner, not Ray, deletes them (Ray would delete too early)
                 num_to_keep=study.checkpoints.num_to_keep,
                 checkpoint_score_attribute=objective.metric,
                 checkpoint_score_order=objective.mode,

@@ -1,0 +1,195 @@
+"""Keeps a trial's best checkpoints without deleting the one a resume would need.
+
+Ray's ``CheckpointConfig(num_to_keep=K)`` deletes a superseded checkpoint the moment the next one
+is registered, but the experiment state in storage (what ``Tuner.restore`` reads) is written
+seconds later. A driver killed in between leaves a state that points at a deleted folder: the
+resumed trial fails to load it and, after its retries, ends in ERROR.
+
+:class:`CheckpointPruner` takes over from each trial's Ray checkpoint manager (it tells them to
+keep everything; Ray's controller still snapshots the state every ``K`` checkpoints of a trial,
+which keeps a resume close to where the driver died). After each checkpoint it deletes the trial's checkpoints that are neither among its ``K`` best by the
+objective, nor its latest, nor at or after the checkpoint the *stored* experiment state would
+resume it from. The stored state only moves forward, so nothing a resume can reach is deleted;
+what is held back is deleted at the trial's next checkpoint, its end, or after the final snapshot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+from ray import tune
+
+__all__ = ["CheckpointPruner", "stored_latest_checkpoints"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class _Saved:
+    name: str  # "checkpoint_000003": unique within a trial, whatever the storage root
+    path: str
+    score: float  # higher is better; NaN/missing ranks lowest
+
+
+def _newest_state(storage: Any) -> tuple[str, int, int] | None:
+    """``(path, mtime_ns, size)`` of the newest experiment state file in storage (None: none yet)."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    try:
+        newest = _find_newest_experiment_checkpoint(storage.experiment_fs_path, fs=storage.storage_filesystem)
+        if newest is None:
+            return None
+        info = storage.storage_filesystem.get_file_info(newest)
+    except OSError as err:
+        logger.debug("could not list the stored experiment state: %s", err)
+        return None
+    return newest, info.mtime_ns or 0, info.size or 0
+
+
+def stored_latest_checkpoints(state_file: str, filesystem: Any) -> dict[str, str] | None:
+    """``{trial_id: checkpoint folder name}`` a resume from ``state_file`` would continue each trial from.
+
+    ``state_file`` is an ``experiment_state-*.json`` on ``filesystem``; trials without a checkpoint
+    are absent. None when it cannot be read (e.g. being replaced right now).
+    """
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    try:
+        with filesystem.open_input_stream(state_file) as stream:
+            trial_data = json.loads(stream.read())["trial_data"]
+        latest = {}
+        for trial_json, run_json in trial_data:
+            manager = _TrainingRunMetadata.from_json_state(run_json).checkpoint_manager
+            result = manager.latest_checkpoint_result if manager else None
+            if result is not None and result.checkpoint is not None:
+                latest[json.loads(trial_json)["trial_id"]] = PurePosixPath(result.checkpoint.path).name
+        return latest
+    except (OSError, ValueError, KeyError, TypeError) as err:  # being written, or from another Ray
+        logger.debug("could not read the stored experiment state: %s", err)
+        return None
+
+
+def _take_over(trial: Any) -> None:
+    """Stops Ray's checkpoint manager of ``trial`` from deleting checkpoints itself.
+
+    Called from ``on_checkpoint``, which Ray runs before it registers (and would prune) each one.
+    """
+    manager = trial.run_metadata.checkpoint_manager
+    if manager is not None and manager.checkpoint_config.num_to_keep is not None:
+        manager._checkpoint_config = dataclasses.replace(manager.checkpoint_config, num_to_keep=None)
+        trial.run_metadata.invalidate_cache()
+
+
+class CheckpointPruner(tune.Callback):
+    """Deletes checkpoints beyond the ``num_to_keep`` best (by ``metric``) once no resume needs them.
+
+    Pass Ray the same ``CheckpointConfig(num_to_keep=K)``: its controller then snapshots the
+    experiment state every ``K`` checkpoints of a trial, and this callback stops its per-trial
+    managers from deleting anything themselves.
+
+    Args:
+        num_to_keep: Best checkpoints to keep per trial (the latest is always kept as well).
+        metric: Result key that scores a checkpoint.
+        mode: ``"max"`` or ``"min"``.
+    """
+
+    def __init__(self, num_to_keep: int, metric: str, mode: str):
+        if num_to_keep < 1:
+            raise ValueError(f"num_to_keep must be >= 1, got {num_to_keep}")
+        self._num_to_keep = num_to_keep
+        self._metric = metric
+        self._sign = 1.0 if mode == "max" else -1.0
+        self._saved: dict[str, list[_Saved]] = {}  # per trial, oldest first
+        self._state_key: tuple | None = None
+        self._stored: dict[str, str] = {}
+
+    def on_checkpoint(self, iteration: int, trials: list, trial: Any, checkpoint: Any, **info: Any) -> None:
+        saved = self._saved.get(trial.trial_id)
+        if saved is None:  # first seen in this session: what a restored trial had already saved
+            saved = self._saved[trial.trial_id] = self._restored(trial)
+            _take_over(trial)
+        name = PurePosixPath(checkpoint.path).name
+        saved[:] = [s for s in saved if s.name != name]
+        saved.append(_Saved(name, checkpoint.path, self._score(trial.last_result)))
+        self._prune(trial)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if trial.trial_id in self._saved:
+            self._prune(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.on_trial_complete(iteration, trials, trial)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        # Ray calls this after its final snapshot, so what was held back can go now
+        for trial in trials:
+            if trial.trial_id in self._saved:
+                self._prune(trial)
+
+    def _score(self, metrics: dict[str, Any] | None) -> float:
+        value = (metrics or {}).get(self._metric)
+        try:
+            score = self._sign * float(value)
+        except (TypeError, ValueError):
+            return math.nan
+        return score
+
+    def _restored(self, trial: Any) -> list[_Saved]:
+        manager = trial.run_metadata.checkpoint_manager
+        results = list(manager.best_checkpoint_results) if manager else []
+        latest = manager.latest_checkpoint_result if manager else None
+        if latest is not None and latest not in results:
+            results.append(latest)
+        saved = [_Saved(PurePosixPath(r.checkpoint.path).name, r.checkpoint.path, self._score(r.metrics))
+                 for r in results if r.checkpoint is not None]
+        return sorted(saved, key=lambda s: s.name)  # Ray names them in the order they were saved
+
+    def _resumable_from(self, trial: Any) -> str | None:
+        """The checkpoint the stored experiment state would resume ``trial`` from (None: none)."""
+        key = _newest_state(trial.storage)
+        if key is not None and key != self._state_key:  # re-read only a state file that changed
+            stored = stored_latest_checkpoints(key[0], trial.storage.storage_filesystem)
+            if stored is not None:
+                self._stored, self._state_key = stored, key
+        return self._stored.get(trial.trial_id)
+
+    def _prune(self, trial: Any) -> None:
+        saved = self._saved[trial.trial_id]
+        resumable = self._resumable_from(trial)
+        names = [s.name for s in saved]
+        if resumable not in names:  # the stored state resumes from none of these yet: keep them all
+            return
+        ranked = sorted(saved, key=lambda s: (not math.isnan(s.score), 0.0 if math.isnan(s.score) else s.score))
+        best = {s.name for s in ranked[-self._num_to_keep:]}
+        keep_from = names.index(resumable)
+        doomed = [s for i, s in enumerate(saved[:-1]) if i < keep_from and s.name not in best]
+        if not doomed:
+            return
+        filesystem = trial.storage.storage_filesystem
+        for entry in doomed:
+            try:
+                filesystem.delete_dir(entry.path)
+            except FileNotFoundError:
+                pass
+            except OSError as err:  # kept on disk; tried again after the next checkpoint
+                logger.warning("could not delete checkpoint %s of trial %s: %s", entry.name, trial.trial_id, err)
+                continue
+            saved.remove(entry)
+        self._forget(trial, {s.name for s in doomed} - {s.name for s in saved})
+
+    @staticmethod
+    def _forget(trial: Any, names: set[str]) -> None:
+        """Drops deleted checkpoints from Ray's bookkeeping (its experiment state stays small)."""
+        manager = trial.run_metadata.checkpoint_manager
+        if manager is None or not names:
+            return
+        manager._checkpoint_results = [
+            r for r in manager._checkpoint_results if PurePosixPath(r.checkpoint.path).name not in names
+        ]
+        trial.run_metadata.invalidate_cache()
