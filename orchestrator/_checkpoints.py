@@ -19,6 +19,7 @@ import dataclasses
 import json
 import logging
 import math
+import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
@@ -97,15 +98,19 @@ class CheckpointPruner(tune.Callback):
         num_to_keep: Best checkpoints to keep per trial (the latest is always kept as well).
         metric: Result key that scores a checkpoint.
         mode: ``"max"`` or ``"min"``.
+        min_read_interval_s: Least time between two reads of the stored experiment state (a
+            study of many trials snapshots a large state often).
     """
 
-    def __init__(self, num_to_keep: int, metric: str, mode: str):
+    def __init__(self, num_to_keep: int, metric: str, mode: str, min_read_interval_s: float = 2.0):
         if num_to_keep < 1:
             raise ValueError(f"num_to_keep must be >= 1, got {num_to_keep}")
         self._num_to_keep = num_to_keep
         self._metric = metric
         self._sign = 1.0 if mode == "max" else -1.0
         self._saved: dict[str, list[_Saved]] = {}  # per trial, oldest first
+        self._min_read_interval_s = min_read_interval_s
+        self._read_at = -math.inf
         self._state_key: tuple | None = None
         self._stored: dict[str, str] = {}
 
@@ -130,7 +135,7 @@ class CheckpointPruner(tune.Callback):
         # Ray calls this after its final snapshot, so what was held back can go now
         for trial in trials:
             if trial.trial_id in self._saved:
-                self._prune(trial)
+                self._prune(trial, fresh=True)
 
     def _score(self, metrics: dict[str, Any] | None) -> float:
         value = (metrics or {}).get(self._metric)
@@ -150,18 +155,25 @@ class CheckpointPruner(tune.Callback):
                  for r in results if r.checkpoint is not None]
         return sorted(saved, key=lambda s: s.name)  # Ray names them in the order they were saved
 
-    def _resumable_from(self, trial: Any) -> str | None:
-        """The checkpoint the stored experiment state would resume ``trial`` from (None: none)."""
+    def _resumable_from(self, trial: Any, fresh: bool = False) -> str | None:
+        """The checkpoint the stored experiment state would resume ``trial`` from (None: none).
+
+        The state is re-read when it changed, at most every ``min_read_interval_s`` unless
+        ``fresh``: an older state only holds more checkpoints back, never deletes a needed one.
+        """
+        if not fresh and time.monotonic() - self._read_at < self._min_read_interval_s:
+            return self._stored.get(trial.trial_id)
         key = _newest_state(trial.storage)
-        if key is not None and key != self._state_key:  # re-read only a state file that changed
+        if key is not None and key != self._state_key:
             stored = stored_latest_checkpoints(key[0], trial.storage.storage_filesystem)
             if stored is not None:
                 self._stored, self._state_key = stored, key
+        self._read_at = time.monotonic()
         return self._stored.get(trial.trial_id)
 
-    def _prune(self, trial: Any) -> None:
+    def _prune(self, trial: Any, fresh: bool = False) -> None:
         saved = self._saved[trial.trial_id]
-        resumable = self._resumable_from(trial)
+        resumable = self._resumable_from(trial, fresh)
         names = [s.name for s in saved]
         if resumable not in names:  # the stored state resumes from none of these yet: keep them all
             return

@@ -67,7 +67,7 @@ def experiment(tmp_path):
 
 
 def test_the_stored_state_names_each_trials_latest_checkpoint(experiment):
-    pruner = CheckpointPruner(1, "score", "max")
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     a, b = Trial(experiment, "a"), Trial(experiment, "b")
     for i in range(3):
         a.save(pruner, i, score=i)
@@ -79,7 +79,7 @@ def test_the_stored_state_names_each_trials_latest_checkpoint(experiment):
 
 
 def test_nothing_is_deleted_before_a_stored_state_can_resume_the_trial(experiment):
-    pruner = CheckpointPruner(1, "score", "max")
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     trial = Trial(experiment, "t")
     for i in range(4):
         trial.save(pruner, i, score=-i)  # the first is the best
@@ -88,7 +88,7 @@ def test_nothing_is_deleted_before_a_stored_state_can_resume_the_trial(experimen
 
 def test_the_checkpoint_a_resume_needs_survives_until_a_newer_state_is_stored(experiment):
     """Ray (num_to_keep=1) would delete checkpoint 1 when 2 arrives, while storage still resumes from 1."""
-    pruner = CheckpointPruner(1, "score", "max")
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     trial = Trial(experiment, "t")
     trial.save(pruner, 0, score=0.9)  # the best
     trial.save(pruner, 1, score=0.1)
@@ -104,7 +104,7 @@ def test_the_checkpoint_a_resume_needs_survives_until_a_newer_state_is_stored(ex
 
 
 def test_keeps_the_k_best_by_the_objective_in_min_mode_and_ranks_nan_lowest(experiment):
-    pruner = CheckpointPruner(2, "loss", "min")
+    pruner = CheckpointPruner(2, "loss", "min", min_read_interval_s=0)
     trial = Trial(experiment, "t")
     for i, loss in enumerate([0.5, math.nan, 0.1, 0.9, 0.3, 0.7]):
         trial.save(pruner, i, score=loss, metric="loss")
@@ -113,7 +113,7 @@ def test_keeps_the_k_best_by_the_objective_in_min_mode_and_ranks_nan_lowest(expe
 
 
 def test_a_restored_trial_prunes_what_the_earlier_session_saved(experiment):
-    first = CheckpointPruner(1, "score", "max")
+    first = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     trial = Trial(experiment, "t")
     for i in range(3):
         trial.save(first, i, score=i / 10)
@@ -122,19 +122,32 @@ def test_a_restored_trial_prunes_what_the_earlier_session_saved(experiment):
     snapshot(experiment, trial)
     restored = Trial(experiment, "t")  # a new session: Ray's restored bookkeeping, a new pruner
     restored.run_metadata = _TrainingRunMetadata.from_json_state(trial.run_metadata.get_json_state())
-    second = CheckpointPruner(1, "score", "max")
+    second = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     restored.save(second, 3, score=0.05)
     assert restored.on_disk() == [2, 3]  # 2 is the best and the resume point; 3 the latest
 
 
 def test_a_finished_study_drops_what_was_held_back(experiment):
-    pruner = CheckpointPruner(1, "score", "max")
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
     trial = Trial(experiment, "t")
     for i in range(3):
         trial.save(pruner, i, score=-i)
     pruner.on_trial_complete(0, [], trial)
     assert trial.on_disk() == [0, 1, 2]  # the stored state does not know the trial yet
     snapshot(experiment, trial)  # Ray's final snapshot, then its on_experiment_end
+    pruner.on_experiment_end([trial])
+    assert trial.on_disk() == [0, 2]
+
+
+def test_reads_the_stored_state_at_most_once_an_interval_but_fresh_at_the_end(experiment):
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=3600)
+    trial = Trial(experiment, "t")
+    trial.save(pruner, 0, score=1.0)
+    snapshot(experiment, trial)
+    trial.save(pruner, 1, score=0.5)
+    trial.save(pruner, 2, score=0.2)
+    assert trial.on_disk() == [0, 1, 2]  # the state read before checkpoint 0 was stored still counts
+    snapshot(experiment, trial)
     pruner.on_experiment_end([trial])
     assert trial.on_disk() == [0, 2]
 
