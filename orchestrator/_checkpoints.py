@@ -11,6 +11,9 @@ which keeps a resume close to where the driver died). After each checkpoint it d
 objective, nor its latest, nor at or after the checkpoint the *stored* experiment state would
 resume it from. The stored state only moves forward, so nothing a resume can reach is deleted;
 what is held back is deleted at the trial's next checkpoint, its end, or after the final snapshot.
+
+It also makes Ray store each newly registered checkpoint with the next snapshot (Ray serialises a
+trial's run state once per result and did not notice the registration that follows it).
 """
 
 from __future__ import annotations
@@ -123,6 +126,12 @@ class CheckpointPruner(tune.Callback):
         saved[:] = [s for s in saved if s.name != name]
         saved.append(_Saved(name, checkpoint.path, self._score(trial.last_result)))
         self._prune(trial)
+
+    def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # Ray has just registered the checkpoint, but its trial state JSON is cached since the
+        # result: without this the next snapshot (even the one the checkpoint forces) would store
+        # the trial without its newest checkpoint, and a resume would go back one checkpoint.
+        trial.run_metadata.invalidate_cache()
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self._saved:

@@ -1,21 +1,28 @@
-"""Keeps a retried trial's result files whole.
+"""Keeps a trial's result files whole and free of repeats across retries and resumes.
 
 Ray's loggers write ``result.json``/``progress.csv`` into the driver's staging folder and sync it
 to storage with each experiment snapshot (every ~10 s). When a trial fails and is retried before
 the next snapshot, the retry first copies the *stored* files back over the staging ones
 (``LoggerCallback._restore_from_remote``), so the epochs reported since the last snapshot vanish.
 :class:`UploadBeforeRetry` uploads the staging files as soon as Ray decides to retry.
+
+Ray records a result and registers that result's checkpoint in two steps; a snapshot taken in
+between resumes the trial from the checkpoint before, so it reports that result again.
+:class:`DropRepeatedResults` removes the rows a (re)started trial is about to report again.
 """
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 from ray import tune
 
-__all__ = ["UploadBeforeRetry"]
+__all__ = ["DropRepeatedResults", "UploadBeforeRetry"]
 
 logger = logging.getLogger(__name__)
 
@@ -40,3 +47,86 @@ class UploadBeforeRetry(tune.Callback):
                 pyarrow.fs.copy_files(str(local / name), (remote / name).as_posix(), destination_filesystem=filesystem)
             except OSError as err:  # storage hiccup: Ray's own sync may still catch up
                 logger.warning("could not upload %s of trial %s before its retry: %s", name, trial.trial_id, err)
+
+
+class DropRepeatedResults(tune.Callback):
+    """On a trial's first result after each (re)start, drops the rows it is about to repeat.
+
+    Rows of the staged ``result.json`` and ``progress.csv`` whose ``training_iteration`` is at
+    or after the new result's are removed. The files are rewritten in place: Ray's loggers keep
+    them open for appending (and run after this callback, so the new row follows).
+    """
+
+    def __init__(self) -> None:
+        self._started: set[str] = set()
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started.add(trial.trial_id)
+
+    def on_trial_restore(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._started.add(trial.trial_id)
+
+    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
+        if trial.trial_id not in self._started:
+            return
+        self._started.discard(trial.trial_id)
+        step = result.get("training_iteration")
+        if not isinstance(step, int):
+            return
+        folder = Path(trial.local_path)
+        dropped = _drop_json_rows(folder / "result.json", step) + _drop_csv_rows(folder / "progress.csv", step)
+        if dropped:
+            logger.info("trial %s resumed before iteration %d: dropped %d rows it reports again",
+                        trial.trial_id, step, dropped)
+
+
+def _rewrite(path: Path, keep) -> int:
+    """Rewrites ``path`` in place with the lines ``keep(lines)`` returns; the number dropped."""
+    if not path.is_file():
+        return 0
+    with path.open("r+", encoding="utf-8", newline="") as handle:
+        lines = handle.read().splitlines(keepends=True)
+        kept = keep(lines)
+        if len(kept) == len(lines):
+            return 0
+        handle.seek(0)
+        handle.write("".join(kept))
+        handle.truncate()
+    return len(lines) - len(kept)
+
+
+def _drop_json_rows(path: Path, step: int) -> int:
+    def keep(lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            try:
+                repeated = json.loads(line).get("training_iteration", 0) >= step
+            except (ValueError, AttributeError, TypeError):
+                repeated = False  # not ours to judge
+            if not repeated:
+                out.append(line)
+        return out
+
+    return _rewrite(path, keep)
+
+
+def _drop_csv_rows(path: Path, step: int) -> int:
+    def keep(lines: list[str]) -> list[str]:
+        if not lines:
+            return lines
+        header = next(csv.reader(io.StringIO(lines[0])))
+        if "training_iteration" not in header:
+            return lines
+        column = header.index("training_iteration")
+        out = [lines[0]]
+        for line in lines[1:]:
+            row = next(csv.reader(io.StringIO(line)), [])
+            try:
+                repeated = int(float(row[column])) >= step
+            except (IndexError, ValueError):
+                repeated = False
+            if not repeated:
+                out.append(line)
+        return out
+
+    return _rewrite(path, keep)

@@ -62,7 +62,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     from ray import tune
 
     from orchestrator._checkpoints import CheckpointPruner
-    from orchestrator._trial_files import UploadBeforeRetry
+    from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import AblationSearcher
     from orchestrator.progress import ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
@@ -75,6 +75,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         ProgressPrinter(objectives, console),
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
+        DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
         # keeps the best checkpoints, never the one a resume from the stored state needs
         CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
     ]

@@ -38,9 +38,17 @@ def saved_trials(study_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]
 
 
 def checkpointed(trial: dict[str, Any], run: dict[str, Any]) -> int:
-    """The epoch of the checkpoint the saved state recorded for a trial (0: none)."""
-    last = run.get("last_result") or {}
-    return last.get("epoch", 0) if last.get("checkpoint_dir_name") else 0
+    """The epoch of the checkpoint the saved state would resume a trial from (0: none).
+
+    That is the latest checkpoint in the trial's checkpoint manager, not the one its last result
+    names: Ray records a result before it registers the result's checkpoint, and a state saved
+    in between resumes the trial from the checkpoint before.
+    """
+    from ray.tune.trainable.metadata import _TrainingRunMetadata
+
+    manager = _TrainingRunMetadata.from_json_state(json.dumps(run)).checkpoint_manager
+    latest = manager.latest_checkpoint_result if manager else None
+    return latest.metrics.get("epoch", 0) if latest is not None and latest.checkpoint is not None else 0
 
 
 def results(trial_dir: Path) -> list[dict[str, Any]]:

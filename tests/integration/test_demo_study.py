@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
+from tests.integration.helpers import checkpointed, saved_trials
 
 pytestmark = pytest.mark.slow
 
@@ -92,25 +93,15 @@ def test_demo_study_runs_end_to_end(tmp_path):
 
 
 def _interrupted_trial(study_dir: Path, epochs: int) -> tuple[Path, int] | None:
-    """A running trial whose checkpoint Ray's newest saved experiment state has recorded, and its epoch.
+    """A running trial that Ray's newest saved experiment state would resume from a checkpoint.
 
-    The state file is what ``resume`` restores from; a checkpoint folder on disk alone is not enough
+    The state is what ``resume`` restores from; a checkpoint folder on disk alone is not enough
     (a worker writes it before the driver records it), so the test reads the state itself.
     """
-    states = sorted(study_dir.glob("experiment_state-*.json"))
-    if not states:
-        return None
-    try:
-        trial_data = json.loads(states[-1].read_text())["trial_data"]
-    except (OSError, ValueError, KeyError):  # being written right now
-        return None
-    for trial_json, run_json in trial_data:
-        trial, run = json.loads(trial_json), json.loads(run_json)
-        last = run.get("last_result") or {}
-        if trial["status"] == "RUNNING" and last.get("checkpoint_dir_name") and 0 < last.get("epoch", 0) < epochs:
-            trial_dir = study_dir / trial["relative_logdir"]
-            if (trial_dir / last["checkpoint_dir_name"]).is_dir():
-                return trial_dir, last["epoch"]
+    for trial, run in saved_trials(study_dir):
+        epoch = checkpointed(trial, run)
+        if trial["status"] == "RUNNING" and 0 < epoch < epochs:
+            return study_dir / trial["relative_logdir"], epoch
     return None
 
 

@@ -43,7 +43,7 @@ class Trial(SimpleNamespace):
         checkpoint = tune.Checkpoint(str(path))
         pruner.on_checkpoint(0, [], self, checkpoint)
         self.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint, dict(self.last_result)))
-        self.run_metadata.invalidate_cache()  # Ray's next result update does this
+        pruner.on_trial_save(0, [], self)
 
     def on_disk(self) -> list[int]:
         return sorted(int(p.name.split("_")[1]) for p in self.dir.glob("checkpoint_*"))
@@ -150,6 +150,19 @@ def test_reads_the_stored_state_at_most_once_an_interval_but_fresh_at_the_end(ex
     snapshot(experiment, trial)
     pruner.on_experiment_end([trial])
     assert trial.on_disk() == [0, 2]
+
+
+def test_the_next_snapshot_records_a_just_registered_checkpoint(experiment):
+    """Ray caches a trial's run-state JSON per result; the checkpoint is registered after it."""
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
+    trial = Trial(experiment, "t")
+    trial.save(pruner, 0, score=0.5)
+    trial.run_metadata.last_result = {"score": 1.0}  # Ray records the next result ...
+    trial.run_metadata.get_json_state()  # ... a snapshot serialises the trial ...
+    trial.save(pruner, 1, score=1.0)  # ... then the checkpoint of that result is registered
+    snapshot(experiment, trial)
+    state = next(experiment.glob("experiment_state-*.json"))
+    assert stored_latest_checkpoints(str(state), FS) == {"t": "checkpoint_000001"}
 
 
 def test_rejects_keeping_no_checkpoint():
