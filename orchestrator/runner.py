@@ -209,6 +209,10 @@ def _launch(study: Study, place: StudyPlace, console: Console, address: str | No
     study = _prepare_data(study, place, console)
     mode = _start_runtime(study, address)
     tuner = build_tuner(study, place, mode, console)
+    if not place.remote:  # Ray rewrites tuner.pkl in place with every snapshot of a resumed study
+        from orchestrator._driver_files import back_up_tuner
+
+        back_up_tuner(place.local_dir)
     console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {place.uri}")
     return _fit(study, place, tuner, console)
 
@@ -264,11 +268,9 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
     if place.remote:
         return
     states = sorted(place.local_dir.glob("experiment_state-*.json"))
-    if not states:
-        return
     import json
 
-    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]}
+    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]} if states else set()
     for folder in sorted(place.local_dir.iterdir()):
         is_trial = folder.is_dir() and folder.name.startswith(f"{trainable}_")  # see _trial_dirname
         if is_trial and folder.name not in recorded:
@@ -276,6 +278,21 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
             target.parent.mkdir(exist_ok=True)
             folder.rename(target)
             console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}")
+
+
+def _repair_driver_files(place: StudyPlace, console: Console) -> bool:
+    """Local studies: driver files a kill cut short are put back or set aside (see ``_driver_files``).
+
+    Returns False when no readable experiment state is left.
+    """
+    from orchestrator._driver_files import repair_driver_files
+
+    if place.remote:
+        return True
+    try:
+        return repair_driver_files(place.local_dir, lambda line: console.print(line, highlight=False))
+    except ValueError as err:
+        raise StudyError(place.uri, [str(err), "the study cannot be resumed; run it again under another name"]) from None
 
 
 def resume_study(study_dir: str | os.PathLike, console: Console | None = None, address: str | None = None) -> StudyOutcome:
@@ -296,6 +313,10 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
         raise StudyError(place.uri, [f"the study is still running ({driver.detail}); stop that driver first"])
     if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
+        return _launch(study, place, console, address)
+    if not _repair_driver_files(place, console):
+        _set_aside_unrecorded_trials(place, study.trainable, console)  # all of them: none was recorded
+        console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)
     _set_aside_unrecorded_trials(place, study.trainable, console)
     _start_runtime(_prepare_data(study, place, console), address)

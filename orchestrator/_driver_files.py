@@ -1,0 +1,84 @@
+"""Repairs the driver files that a SIGKILL in the middle of Ray's sync can leave cut short.
+
+Ray's driver keeps the experiment's files in a staging folder and copies the whole folder to
+the study directory with each snapshot, rewriting every file in place: ``tuner.pkl`` and each
+session's ``experiment_state-*.json``, ``search_gen_state-*.json`` and ``searcher-state-*.pkl``.
+A driver killed mid-copy leaves some of them empty or truncated, and ``Tuner.restore`` then
+fails on them. Before a resume, :func:`repair_driver_files` puts back ``tuner.pkl`` from the
+copy :func:`back_up_tuner` keeps (its content never changes after the first start) and sets
+aside the newest session's state files when one of them cannot be read, so Ray resumes from
+the session before (the runner then sets aside the trial folders that state does not know).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["BACKUP_DIR", "UNREADABLE_DIR", "back_up_tuner", "repair_driver_files"]
+
+TUNER_FILE = "tuner.pkl"
+BACKUP_DIR = ".corrotune"
+UNREADABLE_DIR = "unreadable_state"
+_SESSION_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl")
+_SESSION = re.compile(r"^experiment_state-(.+)\.json$")
+
+
+def _readable(path: Path) -> bool:
+    try:
+        data = path.read_bytes()
+        if path.suffix == ".json":
+            json.loads(data)
+        else:
+            pickle.loads(data)
+    except Exception:  # noqa: BLE001 - truncated files fail in many ways (EOFError, UnpicklingError, ...)
+        return False
+    return True
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
+        handle.write(source.read_bytes())
+    os.replace(handle.name, target)
+
+
+def back_up_tuner(study_dir: Path) -> None:
+    """Keeps a copy of a readable ``tuner.pkl`` under ``<study>/.corrotune/``."""
+    tuner = study_dir / TUNER_FILE
+    if tuner.is_file() and _readable(tuner):
+        _copy_atomically(tuner, study_dir / BACKUP_DIR / TUNER_FILE)
+
+
+def repair_driver_files(study_dir: Path, log: Callable[[str], None]) -> bool:
+    """Makes the study's driver files readable again; False when no experiment state is left.
+
+    Raises:
+        ValueError: ``tuner.pkl`` is unreadable and there is no readable copy of it.
+    """
+    tuner, backup = study_dir / TUNER_FILE, study_dir / BACKUP_DIR / TUNER_FILE
+    if tuner.is_file() and not _readable(tuner):
+        if not (backup.is_file() and _readable(backup)):
+            raise ValueError(f"{tuner} is unreadable (cut short when the driver was killed) and there is no copy of it")
+        _copy_atomically(backup, tuner)
+        log(f"{TUNER_FILE} was cut short when the driver was killed; put back from {backup}")
+    back_up_tuner(study_dir)  # studies started before copies were kept get one now
+
+    sessions = sorted((m.group(1) for p in study_dir.iterdir() if (m := _SESSION.match(p.name))), reverse=True)
+    for session in sessions:  # newest first: Ray resumes from the newest of each kind of file
+        files = [study_dir / name.format(session) for name in _SESSION_FILES if (study_dir / name.format(session)).is_file()]
+        if all(_readable(f) for f in files):
+            return True
+        aside = study_dir / UNREADABLE_DIR
+        aside.mkdir(exist_ok=True)
+        for f in files:
+            shutil.move(str(f), aside / f.name)
+        log(f"the experiment state of session {session} was cut short when the driver was killed; "
+            f"set aside in {aside}, resuming from the state before it")
+    return False
