@@ -7,10 +7,11 @@ resumed trial fails to load it and, after its retries, ends in ERROR.
 
 :class:`CheckpointPruner` takes over from each trial's Ray checkpoint manager (it tells them to
 keep everything; Ray's controller still snapshots the state every ``K`` checkpoints of a trial,
-which keeps a resume close to where the driver died). After each checkpoint it deletes the trial's checkpoints that are neither among its ``K`` best by the
-objective, nor its latest, nor at or after the checkpoint the *stored* experiment state would
-resume it from. The stored state only moves forward, so nothing a resume can reach is deleted;
-what is held back is deleted at the trial's next checkpoint, its end, or after the final snapshot.
+which keeps a resume close to where the driver died). After each checkpoint it deletes the
+trial's checkpoints that are neither among its ``K`` best by the objective, nor its latest, nor
+at or after the checkpoint the *stored* experiment state would resume it from. The stored state
+only moves forward, so nothing a resume can reach is deleted; what is held back is deleted at
+the trial's next checkpoint, its end, or after the final snapshot.
 
 It also makes Ray store each newly registered checkpoint with the next snapshot (Ray serialises a
 trial's run state once per result and did not notice the registration that follows it).
@@ -149,10 +150,9 @@ class CheckpointPruner(tune.Callback):
     def _score(self, metrics: dict[str, Any] | None) -> float:
         value = (metrics or {}).get(self._metric)
         try:
-            score = self._sign * float(value)
+            return self._sign * float(value)
         except (TypeError, ValueError):
             return math.nan
-        return score
 
     def _restored(self, trial: Any) -> list[_Saved]:
         manager = trial.run_metadata.checkpoint_manager

@@ -267,10 +267,11 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
     """
     if place.remote:
         return
-    states = sorted(place.local_dir.glob("experiment_state-*.json"))
     import json
 
-    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in json.loads(states[-1].read_text())["trial_data"]} if states else set()
+    states = sorted(place.local_dir.glob("experiment_state-*.json"))
+    trial_data = json.loads(states[-1].read_text())["trial_data"] if states else []  # none: nothing recorded
+    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in trial_data}
     for folder in sorted(place.local_dir.iterdir()):
         is_trial = folder.is_dir() and folder.name.startswith(f"{trainable}_")  # see _trial_dirname
         if is_trial and folder.name not in recorded:
