@@ -31,15 +31,18 @@ _SESSION = re.compile(r"^experiment_state-(.+)\.json$")
 
 
 def _readable(path: Path) -> bool:
+    """Whether ``path`` holds whole JSON or a whole pickle (Ray's ``search_gen_state-*.json`` is one)."""
     try:
         data = path.read_bytes()
-        if path.suffix == ".json":
-            json.loads(data)
-        else:
-            pickle.loads(data)
-    except Exception:  # noqa: BLE001 - truncated files fail in many ways (EOFError, UnpicklingError, ...)
+    except OSError:
         return False
-    return True
+    for load in (json.loads, pickle.loads):
+        try:
+            load(data)
+        except Exception:  # noqa: BLE001 - cut-short files fail in many ways (EOFError, UnpicklingError, ...)
+            continue
+        return True
+    return False
 
 
 def _copy_atomically(source: Path, target: Path) -> None:

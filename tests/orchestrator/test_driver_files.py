@@ -14,7 +14,7 @@ OLD, NEW = "2026-01-01_10-00-00", "2026-01-01_11-00-00"
 
 def _session(study, session: str) -> None:
     (study / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": [], "session": session}))
-    (study / f"search_gen_state-{session}.json").write_text("{}")
+    (study / f"search_gen_state-{session}.json").write_bytes(pickle.dumps({"counter": 3}))  # Ray pickles it
     (study / f"searcher-state-{session}.pkl").write_bytes(pickle.dumps({"studies": session}))
 
 
