@@ -13,7 +13,8 @@ Extends Ray's callback where it falls short for a study that is killed and resum
   by ``Tuner.restore``; the restored session completes its offline run from ``result.json``;
 * a trial that ends always finishes its run (exit code 1 when it failed), and a trial that
   starts again in the same session gets a new logging actor instead of a queue nobody reads;
-* the callback never pickles the Ray handles that carry ``WANDB_API_KEY``.
+* the callback never pickles the Ray handles that carry ``WANDB_API_KEY``, and its clean-up
+  at interpreter exit stays quiet when Ray has already been torn down.
 """
 
 from __future__ import annotations
@@ -90,6 +91,16 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
             api_key=None,
         )
         return state
+
+    def __del__(self) -> None:
+        # Ray's __del__ stops leftover logging actors; at interpreter exit ``ray`` may already be
+        # torn down (its module global None), which printed "Exception ignored in ... __del__"
+        if not self.__dict__.get("_trial_logging_actors"):
+            return
+        try:
+            super().__del__()
+        except (AttributeError, TypeError):  # a module global of Ray's already None
+            pass
 
     def init_kwargs(self, trial: Any) -> dict[str, Any]:
         """``wandb.init`` arguments of a trial's run."""

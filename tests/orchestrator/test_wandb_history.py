@@ -151,3 +151,15 @@ def test_pickled_callback_carries_no_ray_handles_or_key(monkeypatch):
     restored = pickle.loads(blob)
     assert restored._remote_logger_class is None and restored._ended == set() and restored.kwargs == callback.kwargs
 
+
+
+def test_clean_up_at_interpreter_exit_is_quiet_when_ray_is_torn_down(monkeypatch):
+    import ray.air.integrations.wandb as ray_wandb
+
+    callback = TrialWandbLoggerCallback(project="p", mode="offline")
+    callback._trial_logging_actors = {"trial": "actor"}  # one was still around
+    monkeypatch.setattr(ray_wandb, "ray", None)  # as module globals are at interpreter exit
+    with pytest.raises(AttributeError):
+        ray_wandb.WandbLoggerCallback.__del__(callback)  # what printed "Exception ignored in ..."
+    callback.__del__()  # no exception
+    callback._trial_logging_actors = {}  # nothing left for the real clean-up later
