@@ -26,7 +26,7 @@ from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell
 from orchestrator.spec import Study, StudyError, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
-from orchestrator.trials_table import TRIALS_FILE, write_trials_csv
+from orchestrator.trials_table import TRIALS_FILE, newest_experiment_state, write_trials_csv
 from trainables import get_trainable
 
 __all__ = ["STUDY_FILE", "StudyOutcome", "build_tuner", "load_saved_study", "resume_study", "run_study"]
@@ -269,9 +269,8 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
         return
     import json
 
-    states = sorted(place.local_dir.glob("experiment_state-*.json"))
-    trial_data = json.loads(states[-1].read_text())["trial_data"] if states else []  # none: nothing recorded
-    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in trial_data}
+    state = newest_experiment_state(place.local_dir) or {}  # none: nothing was recorded
+    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in state.get("trial_data", [])}
     for folder in sorted(place.local_dir.iterdir()):
         is_trial = folder.is_dir() and folder.name.startswith(f"{trainable}_")  # see _trial_dirname
         if is_trial and folder.name not in recorded:

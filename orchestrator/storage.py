@@ -25,7 +25,6 @@ DEFAULT_STORAGE = "corrotune-results"
 """Results root when neither ``--storage`` nor the study's ``storage`` names one."""
 
 
-
 def is_uri(storage: str | os.PathLike) -> bool:
     return "://" in str(storage)
 

@@ -36,6 +36,7 @@ __all__ = [
     "best_rows_by_cell",
     "best_value",
     "load_trials_table",
+    "newest_experiment_state",
     "normalize_objectives",
     "rank_rows",
     "write_trials_csv",
@@ -310,7 +311,7 @@ def _write_rows_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def _newest_experiment_state(study_dir: Path) -> dict[str, Any] | None:
+def newest_experiment_state(study_dir: Path) -> dict[str, Any] | None:
     """Ray's newest ``experiment_state-<timestamp>.json`` (its last snapshot), if any."""
     for path in sorted(study_dir.glob("experiment_state-*.json"), reverse=True):
         try:
@@ -330,7 +331,7 @@ def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTa
     """
     study_dir = Path(study_dir)
     table = TrialsTable(objectives)
-    state = _newest_experiment_state(study_dir) or {}
+    state = newest_experiment_state(study_dir) or {}
     listed: set[str] = set()
     for entry in state.get("trial_data", []):
         try:
