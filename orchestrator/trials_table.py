@@ -321,6 +321,28 @@ def newest_experiment_state(study_dir: Path) -> dict[str, Any] | None:
     return None
 
 
+def _in_creation_order(trial_data: list) -> list[tuple[dict, dict]]:
+    """Ray's ``(trial, run metadata)`` entries, decoded, in the order Ray created the trials.
+
+    Ray lists them in the order they were first snapshotted (it collects them in a set), so the
+    order comes from each ``experiment_tag``, which starts with the trial's creation counter.
+    Entries that cannot be read are left out; a tag without a counter sorts last.
+    """
+    entries = []
+    for entry in trial_data:
+        try:
+            trial, meta = (json.loads(part) if isinstance(part, str) else part for part in entry)
+        except (TypeError, ValueError):
+            continue
+        entries.append((trial, meta))
+
+    def counter(entry: tuple[dict, dict]) -> float:
+        head = str(entry[0].get("experiment_tag") or "").split("_", 1)[0]
+        return int(head) if head.isdigit() else math.inf
+
+    return sorted(entries, key=counter)
+
+
 def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTable:
     """Rebuilds the table from a study directory's files alone.
 
@@ -333,11 +355,7 @@ def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTa
     table = TrialsTable(objectives)
     state = newest_experiment_state(study_dir) or {}
     listed: set[str] = set()
-    for entry in state.get("trial_data", []):
-        try:
-            trial, meta = (json.loads(part) if isinstance(part, str) else part for part in entry)
-        except (TypeError, ValueError):
-            continue
+    for trial, meta in _in_creation_order(state.get("trial_data", [])):
         trial_id = trial.get("trial_id")
         if not trial_id:
             continue

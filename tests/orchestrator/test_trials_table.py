@@ -212,6 +212,17 @@ def test_rebuild_from_files_uses_the_newest_state_and_unlisted_trial_folders(tmp
     assert [r["trial_id"] for r in _read_csv(path)] == ["a", "b"]
 
 
+def test_rebuild_lists_trials_in_the_order_ray_created_them(tmp_path):
+    """Ray's state lists trials in the order it first snapshotted them (from a set)."""
+    entries = []
+    for trial_id, tag in (("c", "3_lr=0.3"), ("a", "1_lr=0.1"), ("x", "untagged"), ("b", "2_lr=0.2")):
+        _write_trial_folder(tmp_path, f"train_{trial_id}", _config(0.1), [_result(1, 0.5, 0.9)])
+        trial = {"trial_id": trial_id, "status": "RUNNING", "relative_logdir": f"train_{trial_id}", "experiment_tag": tag}
+        entries.append([json.dumps(trial), json.dumps({"last_result": {}})])
+    (tmp_path / "experiment_state-2026-01-01_00-00-00.json").write_text(json.dumps({"trial_data": entries}))
+    assert [r["trial_id"] for r in load_trials_table(tmp_path, OBJECTIVES).rows()] == ["a", "b", "c", "x"]
+
+
 # ---- a real Ray Tune experiment
 
 
