@@ -53,3 +53,33 @@ def checkpointed(trial: dict[str, Any], run: dict[str, Any]) -> int:
 
 def results(trial_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+
+
+def resume_points(study_dir: Path, epochs: int) -> dict[str, tuple[Path, int]]:
+    """``trial_id → (trial folder, checkpoint epoch)`` of each running trial that the saved state
+    would resume from a checkpoint with epochs left to run (``0 < epoch < epochs``).
+
+    Read it after the driver is dead: that state is the one ``resume`` restores from. A trial
+    whose checkpoint is its last epoch has nothing left to report, and one read while the driver
+    still runs may be out of date by the time it is killed.
+    """
+    points = {}
+    for trial, run in saved_trials(study_dir):
+        epoch = checkpointed(trial, run)
+        if trial["status"] == "RUNNING" and 0 < epoch < epochs:
+            points[trial["trial_id"]] = (study_dir / trial["relative_logdir"], epoch)
+    return points
+
+
+def not_restarted(trial_dir: Path, epoch: int) -> str | None:
+    """Why the trial did not go on from its checkpoint at ``epoch`` (None: it did).
+
+    Every result after ``epoch`` must come from a run resumed at ``epoch`` or later; a run that
+    restarted from scratch reports ``resumed_from_epoch`` 0.
+    """
+    after = [(r["epoch"], r["resumed_from_epoch"]) for r in results(trial_dir) if r["epoch"] > epoch]
+    if not after:
+        return f"{trial_dir.name}: no result after its checkpoint at epoch {epoch}"
+    if min(resumed for _, resumed in after) < epoch:
+        return f"{trial_dir.name}: (epoch, resumed_from_epoch) after its checkpoint at epoch {epoch}: {after}"
+    return None

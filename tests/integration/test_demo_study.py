@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.helpers import checkpointed, saved_trials
+from tests.integration.helpers import not_restarted, resume_points
 
 pytestmark = pytest.mark.slow
 
@@ -92,19 +92,6 @@ def test_demo_study_runs_end_to_end(tmp_path):
     assert "wandb sync" in completed.stderr
 
 
-def _interrupted_trial(study_dir: Path, epochs: int) -> tuple[Path, int] | None:
-    """A running trial that Ray's newest saved experiment state would resume from a checkpoint.
-
-    The state is what ``resume`` restores from; a checkpoint folder on disk alone is not enough
-    (a worker writes it before the driver records it), so the test reads the state itself.
-    """
-    for trial, run in saved_trials(study_dir):
-        epoch = checkpointed(trial, run)
-        if trial["status"] == "RUNNING" and 0 < epoch < epochs:
-            return study_dir / trial["relative_logdir"], epoch
-    return None
-
-
 def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
     epochs = 6
     storage = tmp_path / "results"
@@ -117,17 +104,17 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
              "--set", "params.image_size=64", *TINY[4:]),
         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log.open("w"), start_new_session=True,
     )
-    caught = None
     try:
         deadline = time.monotonic() + 300
-        while caught is None and time.monotonic() < deadline and driver.poll() is None:
+        while time.monotonic() < deadline and driver.poll() is None:
             time.sleep(0.2)
-            if study_dir.is_dir():
-                caught = _interrupted_trial(study_dir, epochs)
+            if study_dir.is_dir() and resume_points(study_dir, epochs):
+                break
     finally:
         _kill_session(driver)
-    assert caught is not None, "no trial was caught between checkpoints: " + log.read_text()[-3000:]
-    interrupted, epochs_before = caught
+    # what resume restores from is the state the dead driver left, read now (not the one polled)
+    caught = resume_points(study_dir, epochs).values()
+    assert caught, "no trial was caught between checkpoints: " + log.read_text()[-3000:]
 
     completed = subprocess.run(_cli("resume", str(study_dir)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -137,7 +124,6 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
     for trial in trials:
         assert _epochs(trial) == list(range(1, epochs + 1)), f"{trial.name} did not run each epoch once"
     # the epoch counter did not restart: the resumed run went on from the recorded checkpoint (or a later one)
-    resumed_from = {r["resumed_from_epoch"] for r in _results(interrupted)} - {0}
-    assert resumed_from and min(resumed_from) >= epochs_before
+    assert not [why for trial_dir, epoch in caught if (why := not_restarted(trial_dir, epoch))]
     assert len(_wandb_run_ids(study_dir)) == len(trials)
     assert json.loads((study_dir / "leaderboard.json").read_text())["trials"][0]["epochs"] == epochs
