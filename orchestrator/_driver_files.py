@@ -8,6 +8,10 @@ fails on them. Before a resume, :func:`repair_driver_files` puts back ``tuner.pk
 copy :func:`back_up_tuner` keeps (its content never changes after the first start) and sets
 aside the newest session's state files when one of them cannot be read, so Ray resumes from
 the session before (the runner then sets aside the trial folders that state does not know).
+
+Studies run since corrotune gave Ray a filesystem whose writes replace files whole
+(:mod:`orchestrator._atomic_fs`) get no cut-short files, only temporary files a kill left
+beside them, which the repair deletes; the rest of it serves studies written before.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ import shutil
 import tempfile
 from pathlib import Path
 from typing import Callable
+
+from orchestrator._atomic_fs import remove_leftovers
 
 __all__ = ["BACKUP_DIR", "UNREADABLE_DIR", "back_up_tuner", "repair_driver_files"]
 
@@ -65,6 +71,8 @@ def repair_driver_files(study_dir: Path, log: Callable[[str], None]) -> bool:
     Raises:
         ValueError: ``tuner.pkl`` is unreadable and there is no readable copy of it.
     """
+    if leftovers := remove_leftovers(study_dir):
+        log(f"deleted {len(leftovers)} partly written file(s) the killed driver left")
     tuner, backup = study_dir / TUNER_FILE, study_dir / BACKUP_DIR / TUNER_FILE
     if tuner.is_file() and not _readable(tuner):
         if not (backup.is_file() and _readable(backup)):

@@ -48,9 +48,9 @@ def run_tags(study_tags: list[str], meta: dict[str, Any]) -> list[str]:
 
 
 def _is_local(trial: Any) -> bool:
-    import pyarrow.fs
+    from orchestrator._atomic_fs import is_local
 
-    return isinstance(trial.storage.storage_filesystem, pyarrow.fs.LocalFileSystem)
+    return is_local(trial.storage.storage_filesystem)
 
 
 class TrialWandbLoggerCallback(WandbLoggerCallback):

@@ -101,6 +101,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         run_config=tune.RunConfig(
             name=place.name,
             storage_path=place.storage_path,
+            storage_filesystem=place.storage_filesystem,
             callbacks=callbacks,
             stop=build_stopper(study),
             checkpoint_config=tune.CheckpointConfig(
@@ -320,6 +321,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
         return _launch(study, place, console, address)
     _set_aside_unrecorded_trials(place, study.trainable, console)
     _start_runtime(_prepare_data(study, place, console), address)
-    tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
+                               storage_filesystem=place.storage_filesystem)
     console.print(f"Resuming study [bold]{study.name}[/bold] from {place.uri}")
     return _fit(study, place, tuner, console)

@@ -76,6 +76,16 @@ class StudyPlace:
         return is_uri(self.storage_path)
 
     @property
+    def storage_filesystem(self):
+        """The ``pyarrow`` filesystem to give Ray: for a path, one whose writes replace files whole
+        (a killed driver cuts no file short, see ``_atomic_fs``); None (Ray's own) for a URI."""
+        if self.remote:
+            return None
+        from orchestrator._atomic_fs import atomic_local_filesystem
+
+        return atomic_local_filesystem()
+
+    @property
     def uri(self) -> str:
         """The study directory in storage, as Ray names it."""
         return f"{self.storage_path}/{self.name}" if self.remote else str(self.local_dir)

@@ -1,7 +1,7 @@
 """An ablation study SIGKILLed at the start, mid-search and mid-confirm, resumed each time.
 
 After the last resume: every planned trial finished exactly once, each cell ran the same
-number of search and confirm trials, no trial with a recorded checkpoint restarted from
+number of search and confirm trials, every trial's results are whole, no trial with a recorded checkpoint restarted from
 epoch 0, and W&B has one offline run per trial whose steps go 1..epochs without gaps or repeats.
 """
 
@@ -16,6 +16,7 @@ from typing import Callable
 import pytest
 import yaml
 
+from orchestrator._atomic_fs import TMP_SUFFIX
 from tests.integration.helpers import checkpointed, cli, kill_session, not_restarted, results, resume_points, saved_trials
 
 pytestmark = pytest.mark.slow
@@ -102,6 +103,7 @@ def test_sigkill_at_start_mid_search_and_mid_confirm_then_resume(tmp_path):
     assert plan == {(f"sleep_s={s}", p): n for s in (0.3, 0.5) for p, n in (("search", 3), ("confirm", 2))}
     trial_dirs = {study_dir / t["relative_logdir"] for t, _ in saved}
     assert {p for p in study_dir.glob("noop_*")} == trial_dirs  # strays went to unrecorded_trials/
+    assert not list(study_dir.rglob(f"*{TMP_SUFFIX}"))  # no partly written file left behind
 
     for trial, _ in saved:
         records = results(study_dir / trial["relative_logdir"])

@@ -7,6 +7,7 @@ import pickle
 
 import pytest
 
+from orchestrator._atomic_fs import TMP_SUFFIX
 from orchestrator._driver_files import BACKUP_DIR, UNREADABLE_DIR, back_up_tuner, repair_driver_files
 
 OLD, NEW = "2026-01-01_10-00-00", "2026-01-01_11-00-00"
@@ -73,3 +74,14 @@ def test_no_readable_state_left_is_reported(study):
         (study / f"experiment_state-{session}.json").write_bytes(b"")
     assert not repair_driver_files(study, print)
     assert not list(study.glob("experiment_state-*.json"))
+
+
+def test_temporary_files_a_killed_writer_left_are_deleted(study):
+    (study / "trial_1").mkdir()
+    (study / "trial_1" / "result.json").write_text('{"epoch": 1}\n')
+    (study / "trial_1" / f".result.json.0a1b2c3d{TMP_SUFFIX}").write_text('{"epo')
+    (study / f".tuner.pkl.99aa88bb{TMP_SUFFIX}").write_bytes(b"\x80")
+    lines = []
+    assert repair_driver_files(study, lines.append)
+    assert lines == ["deleted 2 partly written file(s) the killed driver left"]
+    assert not list(study.rglob(f"*{TMP_SUFFIX}")) and (study / "trial_1" / "result.json").read_text() == '{"epoch": 1}\n'

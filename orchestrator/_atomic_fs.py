@@ -1,0 +1,155 @@
+"""A local filesystem for Ray whose file writes are all-or-nothing.
+
+Ray's driver keeps an experiment's files in a staging folder and copies that whole folder to the
+study directory with each snapshot, rewriting every file in place: each trial's ``result.json``,
+``progress.csv`` and ``params.json``, ``tuner.pkl`` and every session's state files. A driver
+killed mid-copy (SIGKILL, a preempted node) leaves whichever file it was writing empty or cut
+short, and a resume then restores the truncated file into its own staging folder and keeps it:
+a trial's whole result history can be lost that way.
+
+:func:`atomic_local_filesystem` is ``pyarrow``'s local filesystem except that a file opened for
+writing is written under a temporary name beside its target (``.<name>.<random>.corrotune-tmp``)
+and renamed over it on close, so a reader (or a resume) sees either the old or the new file,
+never part of one. Renaming within a folder is atomic on local filesystems and NFS. Object
+stores (``s3://``, ``gs://``) publish an upload whole already and keep Ray's own filesystem.
+
+Example:
+    >>> tune.RunConfig(storage_path="/data/studies", storage_filesystem=atomic_local_filesystem())
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import pyarrow
+import pyarrow.fs
+
+__all__ = ["TMP_SUFFIX", "AtomicLocalHandler", "atomic_local_filesystem", "is_local", "remove_leftovers"]
+
+TMP_SUFFIX = ".corrotune-tmp"
+"""Suffix of a file being written; one left behind was cut short by a kill and is never read."""
+
+
+def _temporary_name(path: str) -> str:
+    directory, name = os.path.split(path)
+    return os.path.join(directory, f".{name}.{secrets.token_hex(4)}{TMP_SUFFIX}")
+
+
+class _ReplaceOnClose:
+    """A binary file written under a temporary name and renamed over ``path`` when closed."""
+
+    def __init__(self, path: str) -> None:
+        self._path, self._temporary = path, _temporary_name(path)
+        # 0o666 less the umask: the same mode the file would get if written in place
+        self._file = os.fdopen(os.open(self._temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), "wb")
+
+    def write(self, data: Any) -> int:
+        return self._file.write(data)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    @property
+    def closed(self) -> bool:
+        return self._file.closed
+
+    def close(self) -> None:
+        if self._file.closed:
+            return
+        self._file.close()
+        os.replace(self._temporary, self._path)
+
+
+class AtomicLocalHandler(pyarrow.fs.FileSystemHandler):
+    """``pyarrow.fs.LocalFileSystem`` with writes that replace a file whole (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._local = pyarrow.fs.LocalFileSystem()
+
+    def __reduce__(self) -> tuple:  # Ray sends the storage filesystem to every trial's worker
+        return (AtomicLocalHandler, ())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, AtomicLocalHandler)
+
+    def __hash__(self) -> int:
+        return hash(AtomicLocalHandler)
+
+    def get_type_name(self) -> str:
+        return "corrotune-atomic-local"
+
+    def normalize_path(self, path: str) -> str:
+        return self._local.normalize_path(path)
+
+    def get_file_info(self, paths: list[str]) -> list[pyarrow.fs.FileInfo]:
+        return self._local.get_file_info(paths)
+
+    def get_file_info_selector(self, selector: pyarrow.fs.FileSelector) -> list[pyarrow.fs.FileInfo]:
+        return self._local.get_file_info(selector)
+
+    def create_dir(self, path: str, recursive: bool) -> None:
+        self._local.create_dir(path, recursive=recursive)
+
+    def delete_dir(self, path: str) -> None:
+        self._local.delete_dir(path)
+
+    def delete_dir_contents(self, path: str, missing_dir_ok: bool = False) -> None:
+        self._local.delete_dir_contents(path, missing_dir_ok=missing_dir_ok)
+
+    def delete_root_dir_contents(self) -> None:
+        raise pyarrow.ArrowInvalid("corrotune's storage filesystem does not empty the root folder")
+
+    def delete_file(self, path: str) -> None:
+        self._local.delete_file(path)
+
+    def move(self, src: str, dest: str) -> None:
+        self._local.move(src, dest)
+
+    def copy_file(self, src: str, dest: str) -> None:
+        temporary = _temporary_name(dest)
+        self._local.copy_file(src, temporary)
+        os.replace(temporary, dest)
+
+    def open_input_stream(self, path: str) -> pyarrow.NativeFile:
+        return self._local.open_input_stream(path)
+
+    def open_input_file(self, path: str) -> pyarrow.NativeFile:
+        return self._local.open_input_file(path)
+
+    def open_output_stream(self, path: str, metadata: Any) -> pyarrow.NativeFile:
+        try:
+            return pyarrow.PythonFile(_ReplaceOnClose(path), mode="w")
+        except FileNotFoundError as err:  # the same error the local filesystem raises
+            raise FileNotFoundError(f"Failed to open local file '{path}': {err.strerror}") from err
+
+    def open_append_stream(self, path: str, metadata: Any) -> pyarrow.NativeFile:
+        return self._local.open_append_stream(path)
+
+
+def atomic_local_filesystem() -> pyarrow.fs.PyFileSystem:
+    """A local filesystem whose output streams replace their file whole on close."""
+    return pyarrow.fs.PyFileSystem(AtomicLocalHandler())
+
+
+def is_local(filesystem: pyarrow.fs.FileSystem | None) -> bool:
+    """Whether ``filesystem`` reads and writes this machine's folders (Ray's or ours)."""
+    if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
+        return True
+    return isinstance(filesystem, pyarrow.fs.PyFileSystem) and isinstance(filesystem.handler, AtomicLocalHandler)
+
+
+def remove_leftovers(folder: Path) -> list[Path]:
+    """Deletes the temporary files that a killed writer left under ``folder``; returns them.
+
+    Only call it while nothing writes to ``folder`` (before a resume starts Ray).
+    """
+    leftovers = [p for p in folder.rglob(f".*{TMP_SUFFIX}") if p.is_file()]
+    for path in leftovers:
+        path.unlink(missing_ok=True)
+    return leftovers
