@@ -1,8 +1,9 @@
 """An ablation study SIGKILLed at the start, mid-search and mid-confirm, resumed each time.
 
 After the last resume: every planned trial finished exactly once, each cell ran the same
-number of search and confirm trials, every trial's results are whole, no trial with a recorded checkpoint restarted from
-epoch 0, and W&B has one offline run per trial whose steps go 1..epochs without gaps or repeats.
+number of search and confirm trials, every trial's results are whole, no trial with a recorded
+checkpoint restarted from epoch 0, and W&B has one offline run per trial whose steps go
+1..epochs without gaps or repeats.
 """
 
 from __future__ import annotations
