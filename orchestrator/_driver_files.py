@@ -1,17 +1,16 @@
-"""Repairs the driver files that a SIGKILL in the middle of Ray's sync can leave cut short.
+"""Repairs the driver files that a SIGKILL in the middle of Ray's sync can leave cut short or missing.
 
 Ray's driver keeps the experiment's files in a staging folder and copies the whole folder to
-the study directory with each snapshot, rewriting every file in place: ``tuner.pkl`` and each
-session's ``experiment_state-*.json``, ``search_gen_state-*.json`` and ``searcher-state-*.pkl``.
-A driver killed mid-copy leaves some of them empty or truncated, and ``Tuner.restore`` then
-fails on them. Before a resume, :func:`repair_driver_files` puts back ``tuner.pkl`` from the
-copy :func:`back_up_tuner` keeps (its content never changes after the first start) and sets
-aside the newest session's state files when one of them cannot be read, so Ray resumes from
-the session before (the runner then sets aside the trial folders that state does not know).
-
-Studies run since corrotune gave Ray a filesystem whose writes replace files whole
-(:mod:`orchestrator._atomic_fs`) get no cut-short files, only temporary files a kill left
-beside them, which the repair deletes; the rest of it serves studies written before.
+the study directory with each snapshot, rewriting every file: ``tuner.pkl`` and each session's
+``experiment_state-*.json``, ``search_gen_state-*.json`` and ``searcher-state-*.pkl``. A driver
+killed mid-copy leaves some of them cut short (Ray's own filesystem writes in place) or not yet
+written (a new session's first copy; with :mod:`orchestrator._atomic_fs`, which replaces files
+whole, only a temporary file beside the target), and ``Tuner.restore`` then fails on them or
+restarts the experiment. Before a resume, :func:`repair_driver_files` deletes such temporary
+files, puts back ``tuner.pkl`` from the copy :func:`back_up_tuner` keeps (its content never
+changes after the first start) and sets aside the newest session's state files unless all
+three are there and readable (Ray picks the newest of each kind on its own), so Ray resumes
+from the session before (the runner then sets aside the trial folders that state does not know).
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ TUNER_FILE = "tuner.pkl"
 BACKUP_DIR = ".corrotune"
 UNREADABLE_DIR = "unreadable_state"
 _SESSION_FILES = ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl")
-_SESSION = re.compile(r"^experiment_state-(.+)\.json$")
+_SESSION = re.compile(r"^(?:experiment_state|search_gen_state|searcher-state)-(.+)\.(?:json|pkl)$")
 
 
 def _readable(path: Path) -> bool:
@@ -81,15 +80,16 @@ def repair_driver_files(study_dir: Path, log: Callable[[str], None]) -> bool:
         log(f"{TUNER_FILE} was cut short when the driver was killed; put back from {backup}")
     back_up_tuner(study_dir)  # studies started before copies were kept get one now
 
-    sessions = sorted((m.group(1) for p in study_dir.iterdir() if (m := _SESSION.match(p.name))), reverse=True)
+    sessions = sorted({m.group(1) for p in study_dir.iterdir() if (m := _SESSION.match(p.name))}, reverse=True)
     for session in sessions:  # newest first: Ray resumes from the newest of each kind of file
-        files = [study_dir / name.format(session) for name in _SESSION_FILES if (study_dir / name.format(session)).is_file()]
-        if all(_readable(f) for f in files):
+        files = [study_dir / name.format(session) for name in _SESSION_FILES]
+        if all(f.is_file() and _readable(f) for f in files):
             return True
         aside = study_dir / UNREADABLE_DIR
         aside.mkdir(exist_ok=True)
         for f in files:
-            shutil.move(str(f), aside / f.name)
-        log(f"the experiment state of session {session} was cut short when the driver was killed; "
-            f"set aside in {aside}, resuming from the state before it")
+            if f.is_file():
+                shutil.move(str(f), aside / f.name)
+        log(f"the experiment state of session {session} was cut short or left incomplete when the driver "
+            f"was killed; set aside in {aside}, resuming from the state before it")
     return False

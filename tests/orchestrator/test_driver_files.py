@@ -85,3 +85,14 @@ def test_temporary_files_a_killed_writer_left_are_deleted(study):
     assert repair_driver_files(study, lines.append)
     assert lines == ["deleted 2 partly written file(s) the killed driver left"]
     assert not list(study.rglob(f"*{TMP_SUFFIX}")) and (study / "trial_1" / "result.json").read_text() == '{"epoch": 1}\n'
+
+
+@pytest.mark.parametrize("missing", ["experiment_state-{}.json", "searcher-state-{}.pkl", "search_gen_state-{}.json"])
+def test_a_newest_session_missing_a_file_is_set_aside_and_the_one_before_is_used(study, missing):
+    (study / missing.format(NEW)).unlink()  # the kill came before the first copy of that file
+    lines = []
+    assert repair_driver_files(study, lines.append)
+    assert not list(study.glob(f"*{NEW}*")) and len(list((study / UNREADABLE_DIR).iterdir())) == 2
+    assert sorted(p.name for p in study.glob(f"*{OLD}*")) == sorted(
+        n.format(OLD) for n in ("experiment_state-{}.json", "search_gen_state-{}.json", "searcher-state-{}.pkl"))
+    assert NEW in lines[0] and "left incomplete" in lines[0]
