@@ -18,16 +18,19 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import pickle
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Optional
 
 import optuna
 from ray.tune.search import Searcher
 
 from orchestrator.spec import Study, cell_label
+from orchestrator.trials_table import newest_experiment_state
 from trainables import TRIAL_META_KEY
 
 __all__ = ["AblationSearcher", "SEARCH", "CONFIRM"]
@@ -209,7 +212,37 @@ class AblationSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
 
+    def restore_from_dir(self, checkpoint_dir: str) -> None:
+        """Restores the newest saved searcher, then forgets the trials Ray's state does not list.
+
+        Ray stores a snapshot's searcher state and then its experiment state; a driver killed in
+        between leaves the searcher ahead, holding trials Ray never recorded, which would keep
+        their cells' budgets (and confirm runs) waiting for good. They are handed out again.
+        """
+        super().restore_from_dir(checkpoint_dir)
+        recorded = _recorded_trial_ids(Path(checkpoint_dir))
+        unknown = [t for t in self._trials if recorded is not None and t not in recorded]
+        for trial_id in unknown:
+            self._forget(trial_id)
+        if unknown:
+            logger.warning("the searcher had handed out %d trial(s) Ray never recorded (%s); they are handed out again",
+                           len(unknown), ", ".join(unknown))
+
     # --- bookkeeping -------------------------------------------------------------------------
+
+    def _forget(self, trial_id: str) -> None:
+        """Takes back a trial handed out (its Optuna trial, if open, is closed as failed)."""
+        issued = self._trials.pop(trial_id)
+        cell = self._cells[issued.cell]
+        if issued.phase == CONFIRM:
+            cell.confirms_issued -= 1
+            return
+        cell.issued -= 1
+        if issued.optuna_number is not None:
+            cell.study.tell(issued.optuna_number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+        else:  # finished as far as the searcher knew: its cell's search is not over after all
+            cell.done -= 1
+            cell.best_params = None
 
     @property
     def cell_counts(self) -> dict[str, dict[str, int]]:
@@ -280,3 +313,11 @@ class AblationSearcher(Searcher):
             return None
         sign = 1.0 if self._mode == "max" else -1.0
         return dict(max(finished, key=lambda t: sign * t.best[0]).params)
+
+
+def _recorded_trial_ids(folder: Path) -> Optional[set[str]]:
+    """The trial ids in the newest experiment state in ``folder`` (None: no readable state)."""
+    state = newest_experiment_state(folder)
+    if state is None:
+        return None
+    return {json.loads(trial)["trial_id"] if isinstance(trial, str) else trial["trial_id"] for trial, _ in state["trial_data"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
 import pytest
@@ -164,3 +165,48 @@ def demo_raw():
     from tests.conftest import REPO
 
     return yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
+
+
+def _experiment_state(folder, session: str, trial_ids: list[str]) -> None:
+    trial_data = [[json.dumps({"trial_id": t, "status": "RUNNING"}), json.dumps({})] for t in trial_ids]
+    (folder / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": trial_data}))
+
+
+def test_a_restored_searcher_takes_back_trials_rays_state_never_recorded(tmp_path):
+    searcher = _searcher(trials_per_cell=2, repeats=1)
+    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}  # 2 per cell
+    for trial_id in ("t0", "t1", "t2"):
+        searcher.on_trial_complete(trial_id, {"val/accuracy": _score(configs[trial_id])})
+    confirm = searcher.suggest("t4")  # cell gap's search is over: its confirm run
+    assert confirm[TRIAL_META_KEY] == {**confirm[TRIAL_META_KEY], "cell": "pooling=gap", "phase": CONFIRM}
+    searcher.save_to_dir(str(tmp_path), session_str="2026-01-01_10-00-00")
+    # killed before that snapshot's experiment state was stored: the stored one (the session's
+    # previous snapshot) lists t0, t1, t3; an older session's state does not count
+    _experiment_state(tmp_path, "2026-01-01_09-00-00", ["ignored"])
+    _experiment_state(tmp_path, "2026-01-01_10-00-00", ["t0", "t1", "t3"])
+
+    restored = _searcher(trials_per_cell=2, repeats=1)
+    restored.restore_from_dir(str(tmp_path))
+
+    assert set(restored._trials) == {"t0", "t1", "t3"}
+    gap, gmp = restored._cells
+    assert (gap.issued, gap.done, gap.confirms_issued, gap.best_params) == (1, 1, 0, None)
+    assert (gmp.issued, gmp.done) == (2, 1)
+    assert [t.state.name for t in gap.study.trials] == ["COMPLETE", "COMPLETE"]  # t2 finished in Optuna's eyes
+    restored.on_trial_complete("t3", {"val/accuracy": 0.9})
+    rest = _drain(restored, prefix="r")
+    counts = Counter((c[TRIAL_META_KEY]["cell"], c[TRIAL_META_KEY]["phase"]) for c in rest)
+    assert counts == {("pooling=gap", SEARCH): 1, ("pooling=gap", CONFIRM): 1, ("pooling=gmp", CONFIRM): 1}
+
+
+def test_an_open_trial_taken_back_fails_in_optuna(tmp_path):
+    searcher = _searcher(trials_per_cell=2, repeats=1)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.save_to_dir(str(tmp_path), session_str="s1")
+    _experiment_state(tmp_path, "s1", ["t0"])
+    restored = _searcher(trials_per_cell=2, repeats=1)
+    restored.restore_from_dir(str(tmp_path))
+    assert restored.cell_counts["pooling=gmp"]["search"] == 0
+    assert [t.state.name for t in restored._cells[1].study.trials] == ["FAIL"]
+    assert restored.suggest("t2")[TRIAL_META_KEY]["cell"] == "pooling=gmp"
