@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 import optuna
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 
 from orchestrator.spec import Study, cell_label
 from orchestrator.trials_table import newest_experiment_state
 from trainables import TRIAL_META_KEY
 
-__all__ = ["AblationSearcher", "SEARCH", "CONFIRM"]
+__all__ = ["AblationSearcher", "CONFIRM", "RecordedStateSearchGenerator", "SEARCH", "search_algorithm"]
 
 logger = logging.getLogger(__name__)
 
@@ -212,21 +212,17 @@ class AblationSearcher(Searcher):
         with open(checkpoint_path, "rb") as f:
             self.__dict__.update(pickle.load(f))
 
-    def restore_from_dir(self, checkpoint_dir: str) -> None:
-        """Restores the newest saved searcher, then forgets the trials Ray's state does not list.
+    def take_back(self, recorded: set[str]) -> list[str]:
+        """Takes back the trials handed out that are not in ``recorded`` (Ray's trial ids); returns them.
 
-        Ray stores a snapshot's searcher state and then its experiment state; a driver killed in
-        between leaves the searcher ahead, holding trials Ray never recorded, which would keep
-        their cells' budgets (and confirm runs) waiting for good. They are handed out again.
+        See :class:`RecordedStateSearchGenerator`: after a kill the searcher's saved state can be
+        ahead of Ray's experiment state; trials Ray never recorded would hold their cells'
+        budgets (and confirm runs) for good. They are handed out again.
         """
-        super().restore_from_dir(checkpoint_dir)
-        recorded = _recorded_trial_ids(Path(checkpoint_dir))
-        unknown = [t for t in self._trials if recorded is not None and t not in recorded]
+        unknown = [t for t in self._trials if t not in recorded]
         for trial_id in unknown:
             self._forget(trial_id)
-        if unknown:
-            logger.warning("the searcher had handed out %d trial(s) Ray never recorded (%s); they are handed out again",
-                           len(unknown), ", ".join(unknown))
+        return unknown
 
     # --- bookkeeping -------------------------------------------------------------------------
 
@@ -315,9 +311,51 @@ class AblationSearcher(Searcher):
         return dict(max(finished, key=lambda t: sign * t.best[0]).params)
 
 
-def _recorded_trial_ids(folder: Path) -> Optional[set[str]]:
-    """The trial ids in the newest experiment state in ``folder`` (None: no readable state)."""
-    state = newest_experiment_state(folder)
-    if state is None:
-        return None
-    return {json.loads(trial)["trial_id"] if isinstance(trial, str) else trial["trial_id"] for trial, _ in state["trial_data"]}
+
+class RecordedStateSearchGenerator(SearchGenerator):
+    """Ray's ``SearchGenerator`` whose restore agrees with the experiment state Ray restored.
+
+    Ray stores a snapshot's state files one by one (``search_gen_state``, ``searcher-state``,
+    then ``experiment_state``, see ``_ordered_sync``); a driver killed in between leaves the
+    searcher layers ahead of the trials Ray restores. Left alone, that loses trials for good:
+    the generator's counter reaches ``num_samples`` early, the ``ConcurrencyLimiter`` forgets a
+    trial Ray resumes (and then never passes on its completion, so its cell's confirm runs wait
+    for ever), and :class:`AblationSearcher` keeps budget for trials that never run. After
+    restoring, every layer is set from the newest experiment state: the counter is its number
+    of trials, the limiter's live trials its unfinished ones, and the searcher takes back the rest.
+    """
+
+    def restore_from_dir(self, dirpath: str) -> None:
+        super().restore_from_dir(dirpath)
+        state = newest_experiment_state(Path(dirpath))
+        if state is None:
+            return
+        statuses = _trial_statuses(state)
+        self._counter = len(statuses)
+        self._finished = False  # set again when the searcher says so
+        layer = self.searcher
+        while isinstance(layer, ConcurrencyLimiter):
+            layer.live_trials = {t for t, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
+            layer.num_unfinished_live_trials = len(layer.live_trials)
+            layer = layer.searcher
+        if isinstance(layer, AblationSearcher) and (taken := layer.take_back(set(statuses))):
+            logger.warning("the searcher had handed out %d trial(s) Ray never recorded (%s); they are handed out again",
+                           len(taken), ", ".join(taken))
+
+
+def search_algorithm(study: Study) -> RecordedStateSearchGenerator:
+    """The study's search algorithm: its :class:`AblationSearcher`, limited to
+    ``max_concurrent_trials`` (Ray's ``ConcurrencyLimiter``), in a :class:`RecordedStateSearchGenerator`."""
+    searcher: Searcher = AblationSearcher.from_study(study)
+    if study.max_concurrent_trials:
+        searcher = ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent_trials)
+    return RecordedStateSearchGenerator(searcher)
+
+
+def _trial_statuses(state: dict[str, Any]) -> dict[str, str]:
+    """``trial_id → status`` of the trials in a decoded Ray experiment state."""
+    statuses = {}
+    for trial, _ in state["trial_data"]:
+        trial = json.loads(trial) if isinstance(trial, str) else trial
+        statuses[trial["trial_id"]] = trial["status"]
+    return statuses

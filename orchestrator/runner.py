@@ -63,7 +63,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
 
     from orchestrator._checkpoints import CheckpointPruner
     from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
-    from orchestrator.ablation import AblationSearcher
+    from orchestrator.ablation import search_algorithm
     from orchestrator.progress import ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
     from orchestrator.trials_table import TrialsTableCallback
@@ -88,10 +88,9 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         tune_config=tune.TuneConfig(
             metric=objective.metric,
             mode=objective.mode,
-            search_alg=AblationSearcher.from_study(study),
+            search_alg=search_algorithm(study),  # max_concurrent_trials applied inside
             scheduler=build_scheduler(study),
             num_samples=study.num_samples,
-            max_concurrent_trials=study.max_concurrent_trials,
             time_budget_s=study.stop.time_budget_s,
             # one worker process serves many trials: no 1.5 s process start per trial, and the
             # decoded dataset stays in memory; trainables rebuild all per-trial state on start

@@ -6,9 +6,9 @@ import json
 from collections import Counter
 
 import pytest
-from ray.tune.search import Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from orchestrator.ablation import CONFIRM, SEARCH, AblationSearcher
+from orchestrator.ablation import CONFIRM, SEARCH, AblationSearcher, RecordedStateSearchGenerator, search_algorithm
 from orchestrator.spec import validate_study
 from trainables import TRIAL_META_KEY
 
@@ -167,46 +167,66 @@ def demo_raw():
     return yaml.safe_load((REPO / "studies" / "demo.yaml").read_text())
 
 
-def _experiment_state(folder, session: str, trial_ids: list[str]) -> None:
-    trial_data = [[json.dumps({"trial_id": t, "status": "RUNNING"}), json.dumps({})] for t in trial_ids]
+def _experiment_state(folder, session: str, statuses: dict[str, str]) -> None:
+    trial_data = [[json.dumps({"trial_id": t, "status": status}), json.dumps({})] for t, status in statuses.items()]
     (folder / f"experiment_state-{session}.json").write_text(json.dumps({"trial_data": trial_data}))
 
 
-def test_a_restored_searcher_takes_back_trials_rays_state_never_recorded(tmp_path):
-    searcher = _searcher(trials_per_cell=2, repeats=1)
-    configs = {f"t{i}": searcher.suggest(f"t{i}") for i in range(4)}  # 2 per cell
-    for trial_id in ("t0", "t1", "t2"):
-        searcher.on_trial_complete(trial_id, {"val/accuracy": _score(configs[trial_id])})
-    confirm = searcher.suggest("t4")  # cell gap's search is over: its confirm run
-    assert confirm[TRIAL_META_KEY] == {**confirm[TRIAL_META_KEY], "cell": "pooling=gap", "phase": CONFIRM}
-    searcher.save_to_dir(str(tmp_path), session_str="2026-01-01_10-00-00")
-    # killed before that snapshot's experiment state was stored: the stored one (the session's
-    # previous snapshot) lists t0, t1, t3; an older session's state does not count
-    _experiment_state(tmp_path, "2026-01-01_09-00-00", ["ignored"])
-    _experiment_state(tmp_path, "2026-01-01_10-00-00", ["t0", "t1", "t3"])
+def _generator(**kwargs) -> RecordedStateSearchGenerator:
+    return RecordedStateSearchGenerator(ConcurrencyLimiter(_searcher(trials_per_cell=2, repeats=1, **kwargs), max_concurrent=2))
 
-    restored = _searcher(trials_per_cell=2, repeats=1)
+
+def test_a_restored_search_generator_agrees_with_the_experiment_state_ray_restored(tmp_path):
+    generator = _generator()
+    limiter = generator.searcher
+    generator._total_samples = 10  # what Ray's add_configurations sets from num_samples
+    configs = {}
+    for i in range(5):  # 2 search trials per cell, then cell gap's confirm run
+        configs[f"t{i}"] = limiter.suggest(f"t{i}")
+        generator._counter += 1
+        if i < 3:
+            limiter.on_trial_complete(f"t{i}", {"val/accuracy": _score(configs[f"t{i}"])})
+    assert configs["t4"][TRIAL_META_KEY]["phase"] == CONFIRM and limiter.live_trials == {"t3", "t4"}
+    generator.save_to_dir(str(tmp_path), session_str="2026-01-01_10-00-00")
+    # killed before that snapshot's experiment state was stored: the stored one (the session's
+    # previous snapshot) has t0, t1 done and t3 running; an older session's state does not count
+    _experiment_state(tmp_path, "2026-01-01_09-00-00", {"old": "RUNNING"})
+    _experiment_state(tmp_path, "2026-01-01_10-00-00", {"t0": "TERMINATED", "t1": "TERMINATED", "t3": "RUNNING"})
+
+    restored = _generator()
     restored.restore_from_dir(str(tmp_path))
 
-    assert set(restored._trials) == {"t0", "t1", "t3"}
-    gap, gmp = restored._cells
+    assert restored._counter == 3 and not restored.is_finished()
+    assert restored.searcher.live_trials == {"t3"} and restored.searcher.num_unfinished_live_trials == 1
+    searcher = restored.searcher.searcher
+    assert set(searcher._trials) == {"t0", "t1", "t3"}
+    gap, gmp = searcher._cells
     assert (gap.issued, gap.done, gap.confirms_issued, gap.best_params) == (1, 1, 0, None)
     assert (gmp.issued, gmp.done) == (2, 1)
     assert [t.state.name for t in gap.study.trials] == ["COMPLETE", "COMPLETE"]  # t2 finished in Optuna's eyes
-    restored.on_trial_complete("t3", {"val/accuracy": 0.9})
-    rest = _drain(restored, prefix="r")
+    restored.searcher.on_trial_complete("t3", {"val/accuracy": 0.9})  # the limiter passes t3 on
+    assert (gmp.done, gmp.best_params is not None) == (2, True)
+    rest = _drain(searcher, prefix="r")
     counts = Counter((c[TRIAL_META_KEY]["cell"], c[TRIAL_META_KEY]["phase"]) for c in rest)
     assert counts == {("pooling=gap", SEARCH): 1, ("pooling=gap", CONFIRM): 1, ("pooling=gmp", CONFIRM): 1}
 
 
-def test_an_open_trial_taken_back_fails_in_optuna(tmp_path):
+def test_an_open_trial_taken_back_fails_in_optuna():
     searcher = _searcher(trials_per_cell=2, repeats=1)
     searcher.suggest("t0")
     searcher.suggest("t1")
-    searcher.save_to_dir(str(tmp_path), session_str="s1")
-    _experiment_state(tmp_path, "s1", ["t0"])
-    restored = _searcher(trials_per_cell=2, repeats=1)
-    restored.restore_from_dir(str(tmp_path))
-    assert restored.cell_counts["pooling=gmp"]["search"] == 0
-    assert [t.state.name for t in restored._cells[1].study.trials] == ["FAIL"]
-    assert restored.suggest("t2")[TRIAL_META_KEY]["cell"] == "pooling=gmp"
+    assert searcher.take_back({"t0"}) == ["t1"]
+    assert searcher.cell_counts["pooling=gmp"]["search"] == 0
+    assert [t.state.name for t in searcher._cells[1].study.trials] == ["FAIL"]
+    assert searcher.suggest("t2")[TRIAL_META_KEY]["cell"] == "pooling=gmp"
+
+
+def test_the_search_algorithm_limits_concurrency_like_ray_would(demo_raw):
+    from ray.tune.execution.tune_controller import _get_max_pending_trials
+
+    study = validate_study({**demo_raw, "max_concurrent_trials": 3}, "demo.yaml")
+    algorithm = search_algorithm(study)
+    assert isinstance(algorithm.searcher, ConcurrencyLimiter) and algorithm.searcher.max_concurrent == 3
+    assert isinstance(algorithm.searcher.searcher, AblationSearcher) and _get_max_pending_trials(algorithm) == 3
+    unlimited = search_algorithm(validate_study({**demo_raw, "max_concurrent_trials": None}, "demo.yaml"))
+    assert isinstance(unlimited.searcher, AblationSearcher)
