@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pyarrow.fs
 import pytest
 
@@ -14,15 +16,25 @@ TRIAL = ["noop_1/result.json", "noop_1/progress.csv", "noop_1/params.json", "noo
 
 
 class _Recording(AtomicLocalHandler):
-    """corrotune's storage filesystem, recording the order in which files are written."""
+    """corrotune's storage filesystem, recording the order in which files are written; with
+    ``hold``, the first write waits until the event is set."""
 
-    def __init__(self, order: list[str]) -> None:
+    def __init__(self, order: list[str], hold: threading.Event | None = None) -> None:
         super().__init__()
-        self.order = order
+        self.order, self.hold = order, hold
 
     def open_output_stream(self, path, metadata):
+        if self.hold is not None:
+            assert self.hold.wait(30)
         self.order.append(path)
         return super().open_output_stream(path, metadata)
+
+
+def _syncer(order: list[str], hold: threading.Event | None = None):
+    from ray.train._internal.storage import _FilesystemSyncer
+
+    upload_state_last()
+    return _FilesystemSyncer(storage_filesystem=pyarrow.fs.PyFileSystem(_Recording(order, hold)), sync_period=0, sync_timeout=60)
 
 
 @pytest.fixture()
@@ -37,13 +49,10 @@ def staging(tmp_path):
 def test_the_drivers_syncer_writes_trial_files_first_and_the_experiment_state_last(staging, tmp_path):
     from ray.train._internal.storage import _FilesystemSyncer
 
-    from ray.train._internal import storage
-
-    upload_state_last()
-    upload_state_last()  # idempotent: wraps once
-    assert not hasattr(storage._upload_to_fs_path.__wrapped__, "__wrapped__")
     order: list[str] = []
-    syncer = _FilesystemSyncer(storage_filesystem=pyarrow.fs.PyFileSystem(_Recording(order)), sync_period=0, sync_timeout=60)
+    syncer = _syncer(order)
+    upload_state_last()  # idempotent: wraps once
+    assert not hasattr(_FilesystemSyncer._sync_up_command.__wrapped__, "__wrapped__")
     study = tmp_path / "study"
     syncer.sync_up(local_dir=str(staging), remote_dir=str(study), exclude=["*/checkpoint_*"])
     syncer.wait()
@@ -57,3 +66,19 @@ def test_the_drivers_syncer_writes_trial_files_first_and_the_experiment_state_la
 def test_state_file_names():
     assert all(STATE_FILE.match(n) for n in STATE + [f"callback-states-{SESSION}.pkl"])
     assert not any(STATE_FILE.match(n) for n in ["result.json", "params.pkl", "basic-variant-state.json", "tuner.pkl.bak"])
+
+
+def test_state_files_are_stored_as_they_were_when_the_sync_started(staging, tmp_path):
+    """Ray's next snapshot may rewrite the staging files while a sync is still copying them."""
+    order: list[str] = []
+    hold = threading.Event()
+    syncer = _syncer(order, hold)
+    study = tmp_path / "study"
+    syncer.sync_up(local_dir=str(staging), remote_dir=str(study), exclude=["*/checkpoint_*"])
+    (staging / f"experiment_state-{SESSION}.json").write_text("the next snapshot")  # newer than the trial files
+    (staging / "noop_1" / "result.json").write_text("the next snapshot")
+    hold.set()
+    syncer.wait()
+
+    assert (study / f"experiment_state-{SESSION}.json").read_text() == f"experiment_state-{SESSION}.json"
+    assert (study / "noop_1" / "result.json").read_text() == "the next snapshot"  # a trial file may be newer
