@@ -315,8 +315,8 @@ class AblationSearcher(Searcher):
 class RecordedStateSearchGenerator(SearchGenerator):
     """Ray's ``SearchGenerator`` whose restore agrees with the experiment state Ray restored.
 
-    Ray stores a snapshot's state files one by one (``search_gen_state``, ``searcher-state``,
-    then ``experiment_state``, see ``_ordered_sync``); a driver killed in between leaves the
+    Ray stores a snapshot's state files (``search_gen_state``, ``searcher-state``,
+    ``experiment_state``) one by one in no set order; a driver killed in between can leave the
     searcher layers ahead of the trials Ray restores. Left alone, that loses trials for good:
     the generator's counter reaches ``num_samples`` early, the ``ConcurrencyLimiter`` forgets a
     trial Ray resumes (and then never passes on its completion, so its cell's confirm runs wait

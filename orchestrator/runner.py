@@ -241,9 +241,6 @@ def _init_ray(study: Study, address: str | None) -> None:
 
 
 def _fit(study: Study, place: StudyPlace, tuner, console: Console) -> StudyOutcome:
-    from orchestrator._ordered_sync import upload_state_last
-
-    upload_state_last()  # a kill mid-sync leaves no stored state ahead of the trial files
     results = tuner.fit()  # the live table closes itself at the experiment's end
     del tuner  # finalise the W&B callback while Ray is still up
     return _finish(study, place, results, console)
