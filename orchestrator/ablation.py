@@ -311,7 +311,6 @@ class AblationSearcher(Searcher):
         return dict(max(finished, key=lambda t: sign * t.best[0]).params)
 
 
-
 class RecordedStateSearchGenerator(SearchGenerator):
     """Ray's ``SearchGenerator`` whose restore agrees with the experiment state Ray restored.
 
