@@ -16,15 +16,13 @@ from the session before (the runner then sets aside the trial folders that state
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Callable
 
-from orchestrator._atomic_fs import remove_leftovers
+from orchestrator._atomic_fs import atomic_local_filesystem, remove_leftovers
 
 __all__ = ["BACKUP_DIR", "UNREADABLE_DIR", "back_up_tuner", "repair_driver_files"]
 
@@ -52,9 +50,7 @@ def _readable(path: Path) -> bool:
 
 def _copy_atomically(source: Path, target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=f".{target.name}.", delete=False) as handle:
-        handle.write(source.read_bytes())
-    os.replace(handle.name, target)
+    atomic_local_filesystem().copy_file(str(source), str(target))
 
 
 def back_up_tuner(study_dir: Path) -> None:
