@@ -18,7 +18,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import pickle
@@ -30,7 +29,7 @@ import optuna
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
 
 from orchestrator.spec import Study, cell_label
-from orchestrator.trials_table import newest_experiment_state
+from orchestrator.trials_table import newest_experiment_state, recorded_trials
 from trainables import TRIAL_META_KEY
 
 __all__ = ["AblationSearcher", "CONFIRM", "RecordedStateSearchGenerator", "SEARCH", "search_algorithm"]
@@ -329,7 +328,7 @@ class RecordedStateSearchGenerator(SearchGenerator):
         state = newest_experiment_state(Path(dirpath))
         if state is None:
             return
-        statuses = _trial_statuses(state)
+        statuses = {trial["trial_id"]: trial["status"] for trial, _ in recorded_trials(state.get("trial_data", []))}
         self._counter = len(statuses)
         self._finished = False  # set again when the searcher says so
         layer = self.searcher
@@ -350,11 +349,3 @@ def search_algorithm(study: Study) -> RecordedStateSearchGenerator:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent_trials)
     return RecordedStateSearchGenerator(searcher)
 
-
-def _trial_statuses(state: dict[str, Any]) -> dict[str, str]:
-    """``trial_id → status`` of the trials in a decoded Ray experiment state."""
-    statuses = {}
-    for trial, _ in state["trial_data"]:
-        trial = json.loads(trial) if isinstance(trial, str) else trial
-        statuses[trial["trial_id"]] = trial["status"]
-    return statuses

@@ -39,6 +39,7 @@ __all__ = [
     "newest_experiment_state",
     "normalize_objectives",
     "rank_rows",
+    "recorded_trials",
     "write_trials_csv",
 ]
 
@@ -321,7 +322,7 @@ def newest_experiment_state(study_dir: Path) -> dict[str, Any] | None:
     return None
 
 
-def _in_creation_order(trial_data: list) -> list[tuple[dict, dict]]:
+def recorded_trials(trial_data: list) -> list[tuple[dict, dict]]:
     """Ray's ``(trial, run metadata)`` entries, decoded, in the order Ray created the trials.
 
     Ray lists them in the order they were first snapshotted (it collects them in a set), so the
@@ -355,7 +356,7 @@ def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTa
     table = TrialsTable(objectives)
     state = newest_experiment_state(study_dir) or {}
     listed: set[str] = set()
-    for trial, meta in _in_creation_order(state.get("trial_data", [])):
+    for trial, meta in recorded_trials(state.get("trial_data", [])):
         trial_id = trial.get("trial_id")
         if not trial_id:
             continue
