@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import REPO
-from tests.integration.helpers import not_restarted, resume_points
+from tests.integration.helpers import cli, kill_session, not_restarted, results, resume_points
 
 pytestmark = pytest.mark.slow
 
@@ -27,17 +24,8 @@ TINY = [
 ]
 
 
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "orchestrator.cli", *args]
-
-
 def _epochs(trial_dir: Path) -> list[int]:
-    lines = (trial_dir / "result.json").read_text().splitlines()
-    return [json.loads(line)["epoch"] for line in lines if line.strip()]
-
-
-def _results(trial_dir: Path) -> list[dict]:
-    return [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
+    return [r["epoch"] for r in results(trial_dir)]
 
 
 def _trial_dirs(study_dir: Path) -> list[Path]:
@@ -50,20 +38,10 @@ def _wandb_run_ids(study_dir: Path) -> set[str]:
     return set(logged_steps(study_dir))
 
 
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILLs the driver, then whatever of its Ray session survives (only what we started)."""
-    process.kill()
-    process.wait()
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def test_demo_study_runs_end_to_end(tmp_path):
     storage = tmp_path / "results"
     completed = subprocess.run(
-        _cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage), "--set", "params.epochs=2", *TINY),
+        cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage), "--set", "params.epochs=2", *TINY),
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -73,10 +51,10 @@ def test_demo_study_runs_end_to_end(tmp_path):
     for trial in trials:
         assert _epochs(trial) == [1, 2]
         assert sorted(p.name for p in trial.glob("checkpoint_*")), f"no checkpoint in {trial}"
-        last = _results(trial)[-1]
+        last = results(trial)[-1]
         for key in ("train/loss", "val/loss", "val/accuracy", "val/f1", "test/accuracy"):
             assert key in last
-        assert "model/gflops" in _results(trial)[0]
+        assert "model/gflops" in results(trial)[0]
         artifacts = {p.name for p in (trial / "artifacts").glob("*.png")}
         assert {"confusion_matrix.png", "roc.png", "pr.png", "curves.png", "gradcam_000.png"} <= artifacts
         assert list(trial.glob("wandb/offline-run-*/files/media/images/artifacts/confusion_matrix_*.png"))
@@ -98,7 +76,7 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
     study_dir = storage / "demo"
     log = tmp_path / "driver.log"  # a file, not a pipe: a full pipe would block the driver
     driver = subprocess.Popen(
-        _cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage),
+        cli("run", str(REPO / "studies/demo.yaml"), "--storage", str(storage),
              "--set", f"params.epochs={epochs}", "--set", "checkpoints.num_to_keep=1",
              "--set", "data.synthetic.num_images=160", "--set", "data.synthetic.image_size=64",
              "--set", "params.image_size=64", *TINY[4:]),
@@ -111,12 +89,12 @@ def test_resume_after_driver_sigkill_continues_from_checkpoint(tmp_path):
             if study_dir.is_dir() and resume_points(study_dir, epochs):
                 break
     finally:
-        _kill_session(driver)
+        kill_session(driver)
     # what resume restores from is the state the dead driver left, read now (not the one polled)
     caught = resume_points(study_dir, epochs).values()
     assert caught, "no trial was caught between checkpoints: " + log.read_text()[-3000:]
 
-    completed = subprocess.run(_cli("resume", str(study_dir)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    completed = subprocess.run(cli("resume", str(study_dir)), cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert completed.returncode == 0, completed.stderr[-4000:]
 
     trials = _trial_dirs(study_dir)
