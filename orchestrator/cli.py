@@ -6,6 +6,7 @@ Examples:
     corrotune run studies/examples/ablation_tiny.yaml --address auto --storage s3://bucket/studies
     corrotune resume corrotune-results/demo
     corrotune status corrotune-results/demo
+    corrotune report corrotune-results/ablation_tiny --baseline "attention=none,pooling=gap"
     corrotune validate studies/demo.yaml
     corrotune scan /data/corrosion --json scan.json
 """
@@ -127,6 +128,25 @@ def scan(
     if json_file is not None:
         json_file.write_text(json.dumps(report.to_json(), indent=1))
         err.print(f"JSON report written to {json_file}")
+
+
+@app.command()
+def report(
+    study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/): finished, running or crashed."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to compare (default: the objective, on test when trials report it)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Cell the others are compared with (default: the first level of every factor)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <study_dir>/report)."),
+    no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log the report as a W&B run."),
+) -> None:
+    """Compare the cells of a study with statistics and plots: report.html, report.md, report.json."""
+    from orchestrator.report import ReportError, write_report
+
+    try:
+        write_report(study_dir, metric=metric, baseline=baseline, out=out, wandb=not no_wandb,
+                     say=lambda line: err.print(line, highlight=False, soft_wrap=True))
+    except ReportError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def main() -> None:
