@@ -237,3 +237,15 @@ def test_a_failing_report_never_fails_the_run(tmp_path, monkeypatch):
     assert "could not be written (ZeroDivisionError" in console.export_text()
     _write.report_after_run(StudyPlace.of_study(tmp_path / "empty"), console)
     assert "No report:" in console.export_text()
+
+
+def test_paper_values_are_printed_beside_ours(tmp_path):
+    reference = {"source": "Paper, Table 1", "values": {"x=a": {"score": 0.55}, "x=b": {"score": 0.95}}}
+    folder = make_study(tmp_path, {"a": [0.5, 0.6, 0.55], "b": [0.6, 0.7, 0.65]}, extra={"reference": reference})
+    paths = write_report(folder, wandb=False, say=lambda line: None)
+    rows = {r["cell"]: r for r in json.loads(paths["json"].read_text())["reference"]}
+    assert rows["x=a"]["paper_inside_ci"] is True and rows["x=a"]["difference"] == pytest.approx(0.0)
+    assert rows["x=b"]["paper_inside_ci"] is False and rows["x=b"]["difference"] == pytest.approx(-0.3)
+    assert rows["x=b"]["ours_ci95"][1] < 0.95 and rows["x=b"]["source"] == "Paper, Table 1"
+    page = paths["html"].read_text()
+    assert "Paper vs ours" in page and "0.9500" in page and "Source: Paper, Table 1" in page
