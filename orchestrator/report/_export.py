@@ -95,12 +95,12 @@ def log_to_wandb(report: dict[str, Any], plots: list[Plot], study: Any, out_dir:
     try:
         columns = ["cell", "n", "mean", "std", "ci95_low", "ci95_high", "min", "max"]
         rows = [[c["cell"], c["n"], c["mean"], c["std"], *(c["ci95"] or [None, None]), c["min"], c["max"]] for c in report["cells"]]
-        logged: dict[str, Any] = {"report/cells": wandb.Table(columns=columns, data=rows)}
+        logged: dict[str, Any] = {"report/cell_table": wandb.Table(columns=columns, data=rows)}
         if report["pairwise"]:
             keys = ["a", "b", "mean_diff", "p_value", "significant"]
-            logged["report/pairwise"] = wandb.Table(columns=keys, data=[[p[k] for k in keys] for p in report["pairwise"]])
+            logged["report/pairwise_table"] = wandb.Table(columns=keys, data=[[p[k] for k in keys] for p in report["pairwise"]])
         for plot in plots:
-            logged[f"report/{plot.name}"] = wandb.Image(Image.open(io.BytesIO(plot.png)), caption=plot.title)
+            logged[f"report/plot/{plot.name}"] = wandb.Image(Image.open(io.BytesIO(plot.png)), caption=plot.title)
         run.log(logged)
     finally:
         run.finish()
