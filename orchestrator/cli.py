@@ -3,6 +3,7 @@
 Examples:
     corrotune run studies/demo.yaml
     corrotune run studies/demo.yaml --storage /mnt/results --set search.num_samples=16
+    corrotune run studies/papers/p000_resnet_mhsa_focal.yaml --set data.path=/data/phase5 --smoke
     corrotune run studies/examples/ablation_tiny.yaml --address auto --storage s3://bucket/studies
     corrotune resume corrotune-results/demo
     corrotune status corrotune-results/demo
@@ -51,10 +52,13 @@ def run(
     ),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Shrink the study (epochs, image size, trials, repeats, data) to a minutes-long CPU check of its structure."),
 ) -> None:
     """Validate a study and run it to completion, ending with a leaderboard."""
     try:
         spec = load_study(study, overrides or [])
+        if smoke:
+            spec = _smoke_study(study, overrides or [], spec)
         from orchestrator.runner import run_study
 
         outcome = run_study(spec, storage, err, address=address)
@@ -62,6 +66,15 @@ def run(
         _fail(error)
     if outcome.num_errors:
         err.print(f"[yellow]{outcome.num_errors} trial(s) errored; see their error.txt files.[/yellow]")
+
+
+def _smoke_study(path: Path, overrides: list[str], spec):
+    """The study shrunk by ``orchestrator.smoke``, saying what was shrunk."""
+    from orchestrator.smoke import smoke_overrides
+
+    extra, changes = smoke_overrides(spec)
+    err.print("[bold]Smoke run[/bold], shrunk: " + "; ".join(changes), highlight=False, soft_wrap=True)
+    return load_study(path, [*overrides, *extra])
 
 
 @app.command()
