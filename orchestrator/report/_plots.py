@@ -14,6 +14,7 @@ from typing import Any, Optional
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from orchestrator.leaderboard import pareto_flags
 from orchestrator.report._gather import StudyData, _number, read_history
@@ -90,6 +91,7 @@ def learning_curves(data: StudyData) -> Optional[Plot]:
         ax.plot(epochs, mean, marker="o" if len(epochs) < 30 else None, ms=3, color=color, label=label)
         ax.fill_between(epochs, low, high, color=color, alpha=0.15)
     ax.set(xlabel="epoch", ylabel=metric, title=f"Learning curves: {metric}, mean over runs (band: min-max)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     return Plot("curves", "Learning curves", _png(fig), f"Per cell, {metric} per epoch over its {data.phase} runs.")
@@ -160,8 +162,12 @@ def pareto_or_cost(data: StudyData) -> Optional[Plot]:
                 ax.errorbar(np.mean(x), np.mean(cell.values), yerr=np.std(cell.values), fmt="o", color=color,
                             capsize=3, label=cell.label)
         ax.set(xlabel=cost, ylabel=data.metric if n == 0 else None)
-        if cost == "model/params":
-            ax.set_xscale("log")
+        spread = [np.mean([v for r in c.rows if (v := _number(r.get(f"last/{cost}"))) is not None] or [np.nan]) for c in cells]
+        if np.nanmin(spread) > 0 and np.nanmax(spread) / np.nanmin(spread) > 10:
+            ax.set_xscale("log")  # backbones of very different sizes
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.ticklabel_format(axis="x", style="sci", scilimits=(-3, 4), useOffset=False)
         ax.grid(alpha=0.3)
     fig.axes[-1].legend(fontsize=7, loc="best")
     fig.suptitle(f"{data.metric} against model cost (mean ± std over runs)")

@@ -249,3 +249,20 @@ def test_paper_values_are_printed_beside_ours(tmp_path):
     assert rows["x=b"]["ours_ci95"][1] < 0.95 and rows["x=b"]["source"] == "Paper, Table 1"
     page = paths["html"].read_text()
     assert "Paper vs ours" in page and "0.9500" in page and "Source: Paper, Table 1" in page
+
+
+def test_the_html_opens_in_a_headless_browser_with_every_plot(tmp_path):
+    import subprocess
+    import sys
+
+    if not (shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")):
+        pytest.skip("no Chromium here (apt-get install -y chromium)")
+    folder = tmp_path / "ablation_tiny"
+    shutil.copytree(TINY, folder)
+    html = write_report(folder, wandb=False, say=lambda line: None)["html"]
+    script = Path(__file__).resolve().parents[2] / "docs" / "report_screenshot.py"
+    done = subprocess.run([sys.executable, str(script), str(html), "--png", str(tmp_path / "shot.png")],
+                          capture_output=True, text=True, timeout=300)
+    result = json.loads(done.stdout)
+    assert done.returncode == 0 and result["loaded"] == result["images"] == len(list((folder / "report" / "plots").glob("*.png")))
+    assert (tmp_path / "shot.png").read_bytes().startswith(b"\x89PNG") and result["png_bytes"] < 300_000
