@@ -89,6 +89,8 @@ def write_report(
 def report_after_run(place: Any, console: Any) -> None:
     """The end of ``run``/``resume``: writes the study's report; any failure is only a warning.
 
+    The W&B report run is logged here when W&B is online (``corrotune report`` logs it offline too).
+
     Args:
         place: The study's :class:`~orchestrator.storage.StudyPlace` (the report is published
             to remote storage beside the study).
@@ -97,8 +99,13 @@ def report_after_run(place: Any, console: Any) -> None:
     def say(line: str) -> None:
         console.print(line, highlight=False, soft_wrap=True)
 
+    # an offline report run would sit among the trials' offline runs, which W&B continuity is
+    # checked on (one per trial); offline, `corrotune report` logs it on request
+    online = os.environ.get("WANDB_MODE") == "online"
     try:
-        write_report(place.local_dir, say=say)
+        write_report(place.local_dir, wandb=online, say=say)
+        if not online:
+            say(f"W&B report run: `corrotune report {place.uri}` logs one (offline runs are left to the trials here)")
         place.publish(REPORT_DIR)
     except ReportError as err:
         say(f"[yellow]No report:[/yellow] {err}")
