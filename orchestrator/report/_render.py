@@ -31,6 +31,11 @@ def _p(p: Optional[float]) -> str:
     return "–" if p is None else ("<0.0001" if p < 1e-4 else f"{p:.4f}")
 
 
+def _method(ci_method: str) -> str:
+    """``BCa``, ``percentile`` or ``no spread`` (the full wording stays in report.json)."""
+    return "no spread" if ci_method.startswith("none") else ci_method.split(" ", 1)[0]
+
+
 def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]], str]]:
     """``(title, header, rows, note)`` of each table, shared by both renderings."""
     tables = []
@@ -47,7 +52,7 @@ def _tables(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]
                    ["cell", "mean diff", "Dunnett 95% CI", "p", "significant", "paired diff (seeds)", "paired 95% CI"],
                    [[v["cell"], _num(v["mean_diff"]), _ci(v["ci95"]), _p(v["p_value"]), _num(v["significant"]),
                      f"{_num(v['paired']['mean_diff'])} ({v['paired']['n_pairs']})" if v["paired"] else "–",
-                     f"{_ci(v['paired']['ci95'])} {v['paired']['ci_method']}" if v["paired"] else "–"]
+                     f"{_ci(v['paired']['ci95'])} {_method(v['paired']['ci_method'])}" if v["paired"] else "–"]
                     for v in report["vs_baseline"]], report.get("vs_baseline_note") or ""))
     tables.append(("Every pair (Tukey HSD)", ["a", "b", "mean diff (a − b)", "95% CI", "p", "significant"],
                    [[p["a"], p["b"], _num(p["mean_diff"]), _ci(p["ci95"]), _p(p["p_value"]), _num(p["significant"])]
@@ -105,7 +110,7 @@ def render_markdown(report: dict[str, Any], plots: list[Plot], plot_dir: str = "
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1200px;color:#222;padding:0 1rem}
 h1{font-size:1.6rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;text-align:right;white-space:nowrap}td:last-child{white-space:normal}
 td:first-child,th:first-child{text-align:left}th{background:#f3f3f3}tr.sig td{background:#eef7ee}
 .note{color:#555;font-size:.85rem}.missing{background:#fff6e0;border:1px solid #e8c060;padding:.5rem 1rem}
 figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:.85rem}

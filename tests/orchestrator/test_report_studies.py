@@ -64,7 +64,10 @@ def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, 
     data = shared_dataset("fastener_corrosion")
     monkeypatch.chdir(tmp_path)
     args = ["run", str(REPO / "studies" / "papers" / "p002_bayesian_cnns.yaml"), "--smoke", "--storage", str(tmp_path),
-            "--set", f"data.path={data}", "--set", "search.num_samples=1", "--set", "ray.num_cpus=2"]
+            "--set", f"data.path={data}", "--set", "ray.num_cpus=2",
+            # smaller still than --smoke: 4 cells x (1 search + 2 confirm runs), no Grad-CAM or profiling
+            "--set", "search.num_samples=1", "--set", "params.epochs=1", "--set", "params.artifacts=false",
+            "--set", "params.profile=false"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Smoke run, shrunk:" in result.output
