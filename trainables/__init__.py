@@ -13,6 +13,7 @@ from trainables._registry import ARTIFACT_COUNT_KEY, TRAINABLES, TRIAL_META_KEY,
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
 from trainables.noop_config import NoopConfig
+from trainables.segmenter_config import SegmenterConfig
 from trainables.training_config import TrainingConfig
 
 _TINY_DATA = {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}}
@@ -27,6 +28,15 @@ register_trainable(
     },
 )
 register_trainable(
+    "segmenter", SegmenterConfig, "trainables.segmenter:train_segmenter", task="segmentation",
+    test_columns=("test/iou", "test/f1"),
+    artifact_files=("curves.png", "test/per_image.csv", "overlay_best_00.png", "overlay_worst_00.png", "gradcam_000.png"),
+    tiny_config={
+        "data": _TINY_DATA, "encoder": "resnet18", "encoder_depth": 3, "image_size": 32, "batch_size": 4,
+        "epochs": 2, "overlay_images": 1, "gradcam_images": 1, "profile": False,
+    },
+)
+register_trainable(
     "noop", NoopConfig, "trainables.noop:train_noop", task="classification",
     tiny_config={"data": _TINY_DATA, "epochs": 2, "x": 0.5},
 )
@@ -37,6 +47,7 @@ __all__ = [
     "TRIAL_META_KEY",
     "ClassifierConfig",
     "DataConfig",
+    "SegmenterConfig",
     "TrainableEntry",
     "TrainingConfig",
     "get_trainable",
