@@ -17,15 +17,16 @@ optimiser and thread count for both):
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
 import sys
-import tempfile
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
+from _tune_rate import steady, tune_train_rate  # noqa: E402
 
 CPUS = os.cpu_count() or 1
 
@@ -37,10 +38,6 @@ def _config(args) -> dict:
         "batch_size": args.batch_size, "loss": "dice", "augmentation": "none", "profile": False, "artifacts": False,
         "channels_last": True, "seed": 0,
     }
-
-
-def _steady(rates: list[float]) -> float:
-    return statistics.median(rates[1:] if len(rates) > 1 else rates)  # epoch 1 warms caches up
 
 
 def _train_split(args):
@@ -78,7 +75,7 @@ def bare_smp(args) -> float:
             loss.backward()
             optimizer.step()
         rates.append(len(images) / (time.perf_counter() - started))
-    return _steady(rates)
+    return steady(rates)
 
 
 def in_process(args) -> tuple[float, float]:
@@ -116,26 +113,11 @@ def in_process(args) -> tuple[float, float]:
     finally:
         (loop.load_trial_checkpoint, loop.report_with_checkpoint, loop.prepare_batch, loop.train_one_epoch,
          segmenter.SegmenterTask.train_batch) = saved
-    return _steady([m["time/train_img_per_s"] for m in reported]), statistics.median(shares[1:] or shares)
+    return steady([m["time/train_img_per_s"] for m in reported]), statistics.median(shares[1:] or shares)
 
 
 def under_tune(args) -> float:
-    import ray
-    from ray import tune
-
-    from trainables import get_trainable
-
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    try:
-        trainable = tune.with_resources(get_trainable("segmenter").as_trainable(), {"cpu": CPUS})
-        with tempfile.TemporaryDirectory() as storage:
-            tuner = tune.Tuner(trainable, param_space=_config(args),
-                               run_config=tune.RunConfig(storage_path=storage, name="seg_throughput", verbose=0))
-            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
-                frame = tuner.fit()[0].metrics_dataframe
-        return _steady(frame["time/train_img_per_s"].tolist())
-    finally:
-        ray.shutdown()
+    return tune_train_rate("segmenter", _config(args), CPUS)
 
 
 def main() -> None:

@@ -62,6 +62,22 @@ def _colour(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return table[mask]
 
 
+def _save_panels(path: Path, panels: list[tuple[np.ndarray, ...]], titles: Sequence[str], suptitle: str) -> Path:
+    """Side-by-side panels, each a stack of images drawn on top of each other (enlarged when tiny)."""
+    height, width = panels[0][0].shape[:2]
+    scale = max(1.0, 160 / min(height, width))
+    fig = Figure(figsize=(len(panels) * width * scale / _DPI + 0.3, height * scale / _DPI + 0.5))
+    for j, (layers, title) in enumerate(zip(panels, titles)):
+        ax = fig.add_axes((j / len(panels), 0, 1 / len(panels), height * scale / _DPI / fig.get_figheight()))
+        for layer in layers:
+            ax.imshow(layer, interpolation="nearest")
+        ax.set_title(title, fontsize=8)
+        ax.set_axis_off()
+    fig.suptitle(suptitle, fontsize=8, y=0.99)
+    fig.savefig(path, dpi=_DPI, format="png")
+    return path
+
+
 def save_overlays(
     out_dir: Path, images: torch.Tensor, true: torch.Tensor, pred: torch.Tensor, iou: torch.Tensor, paths: Sequence[str],
     count: int, num_classes: int,
@@ -73,20 +89,9 @@ def save_overlays(
     written = []
     for kind, i, n in chosen:
         rgb = images[i].permute(1, 2, 0).numpy()  # (H, W, 3) uint8
-        height, width = rgb.shape[:2]
-        scale = max(1.0, 160 / min(height, width))
-        fig = Figure(figsize=(3 * width * scale / _DPI + 0.3, height * scale / _DPI + 0.5))
-        for j, (mask, label) in enumerate(((None, "image"), (true[i], "true"), (pred[i], "predicted"))):
-            ax = fig.add_axes((j / 3, 0, 1 / 3, height * scale / _DPI / fig.get_figheight()))
-            ax.imshow(rgb, interpolation="nearest")
-            if mask is not None:
-                ax.imshow(_colour(mask.numpy(), num_classes), interpolation="nearest")
-            ax.set_title(label, fontsize=8)
-            ax.set_axis_off()
-        fig.suptitle(f"{kind} {n + 1}: IoU {float(iou[i]):.3f} | {Path(paths[i]).name}", fontsize=8, y=0.99)
-        path = out_dir / f"overlay_{kind}_{n:02d}.png"
-        fig.savefig(path, dpi=_DPI, format="png")
-        written.append(path)
+        panels = [(rgb,), (rgb, _colour(true[i].numpy(), num_classes)), (rgb, _colour(pred[i].numpy(), num_classes))]
+        title = f"{kind} {n + 1}: IoU {float(iou[i]):.3f} | {Path(paths[i]).name}"
+        written.append(_save_panels(out_dir / f"overlay_{kind}_{n:02d}.png", panels, ("image", "true", "predicted"), title))
     return written
 
 
@@ -139,19 +144,10 @@ def save_segmentation_gradcam(
         heatmaps = cam(input_tensor=x, targets=targets)  # (N, H, W) in [0, 1]
     written = []
     for i, image in enumerate(images):
-        rgb = image.permute(1, 2, 0).numpy().astype(np.float32) / 255.0
+        rgb = image.permute(1, 2, 0).numpy().astype(np.float32) / 255.0  # (H, W, 3) in [0, 1]
         overlay = show_cam_on_image(rgb, heatmaps[i], use_rgb=True)
-        height, width = rgb.shape[:2]
-        scale = max(1.0, 160 / min(height, width))
-        fig = Figure(figsize=(2 * width * scale / _DPI + 0.2, height * scale / _DPI + 0.4))
-        for j, panel in enumerate((rgb, overlay)):
-            ax = fig.add_axes((j / 2, 0, 0.5, height * scale / _DPI / fig.get_figheight()))
-            ax.imshow(panel, interpolation="nearest")
-            ax.set_axis_off()
-        fig.suptitle(f"Grad-CAM of the predicted foreground ({int(targets[i].mask.sum())} px)", fontsize=8, y=0.99)
-        path = out_dir / f"gradcam_{i:03d}.png"
-        fig.savefig(path, dpi=_DPI, format="png")
-        written.append(path)
+        title = f"Grad-CAM of the predicted foreground ({int(targets[i].mask.sum())} px)"
+        written.append(_save_panels(out_dir / f"gradcam_{i:03d}.png", [(rgb,), (overlay,)], ("image", "Grad-CAM"), title))
     return written
 
 
