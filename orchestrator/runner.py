@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
 
+from orchestrator._trial_errors import TrialError, group_errors, print_errors, summarize_error
+from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.spec import Study, StudyError, validate_study
@@ -36,9 +38,33 @@ STUDY_FILE = "corrotune_study.yaml"
 
 @dataclass
 class StudyOutcome:
+    """How a ``run`` or ``resume`` ended.
+
+    Attributes:
+        study_dir: The local study directory.
+        rows: The leaderboard rows, best first (errored trials after every finished one).
+        num_errors: How many trials errored.
+        errors: Each distinct trial error once, with the ids of the trials it hit.
+    """
+
     study_dir: Path
     rows: list[dict[str, Any]]
     num_errors: int
+    errors: list[tuple[TrialError, list[str]]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """``EXIT_OK``, ``EXIT_SOME_ERRORED`` or ``EXIT_ALL_ERRORED`` (see :mod:`orchestrator.exit_status`)."""
+        return study_exit_status(len(self.rows), self.num_errors)
+
+    def last_line(self) -> str:
+        """The line a command ends with: how many trials finished and errored."""
+        finished = len(self.rows) - self.num_errors
+        if not self.num_errors:
+            return f"Study finished: {finished} trial{'s' if finished != 1 else ''} finished, none errored."
+        what = "all" if not finished else f"{self.num_errors} of"
+        return (f"Study finished with errors: {what} {len(self.rows)} trials errored"
+                f"{f', {finished} finished' if finished else ''} (errors above; exit status {self.exit_status}).")
 
 
 def _trainable(study: Study):
@@ -155,7 +181,19 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
             console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
         elif place.remote:
             console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them")
-    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
+    errors = _trial_errors(results, place)
+    print_errors(errors, console)
+    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows), errors=errors)
+
+
+def _trial_errors(results, place: StudyPlace) -> list[tuple[TrialError, list[str]]]:
+    """Each distinct error of the errored trials once (Ray's own per-retry tracebacks are off)."""
+    errored = []
+    for result in results:
+        if result.error is not None:
+            folder = Path(result.path).name
+            errored.append((folder.rsplit("_", 1)[-1], summarize_error(result.error, place.remote_path(f"{folder}/error.txt"))))
+    return group_errors(errored)
 
 
 def run_study(
@@ -228,6 +266,8 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    # Ray logs each failure of each retry as a full traceback; the study's end shows each error once
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
     mode = configure_wandb_env(study)
     _init_ray(study, address)
     return mode
