@@ -320,17 +320,24 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
             console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}")
 
 
-def _repair_driver_files(place: StudyPlace, console: Console) -> bool:
+def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
     """Local studies: driver files a kill cut short are put back or set aside (see ``_driver_files``).
 
     Returns False when no readable experiment state is left.
+
+    Raises:
+        StudyError: ``tuner.pkl`` is lost, or the newest state is and trials with results
+            depend on it (then nothing was changed and the message says how to repair it).
     """
-    from orchestrator._driver_files import repair_driver_files
+    from orchestrator._driver_files import StateLostError, repair_driver_files
 
     if place.remote:
         return True
     try:
-        return repair_driver_files(place.local_dir, lambda line: console.print(line, highlight=False))
+        return repair_driver_files(place.local_dir, lambda line: console.print(line, markup=False, highlight=False),
+                                   trial_prefix=f"{trainable}_")  # see _trial_dirname
+    except StateLostError as err:
+        raise StudyError(place.uri, str(err).splitlines()) from None
     except ValueError as err:
         raise StudyError(place.uri, [str(err), "the study cannot be resumed; run it again under another name"]) from None
 
@@ -354,7 +361,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, place, console, address)
-    if not _repair_driver_files(place, console):
+    if not _repair_driver_files(place, study.trainable, console):
         _set_aside_unrecorded_trials(place, study.trainable, console)  # all of them: none was recorded
         console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)
