@@ -88,6 +88,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     from ray import tune
 
     from orchestrator._checkpoints import CheckpointPruner
+    from orchestrator._failures import StopRepeatedFailures
     from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
     from orchestrator.progress import ProgressPrinter
@@ -104,6 +105,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
         # keeps the best checkpoints, never the one a resume from the stored state needs
         CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
+        # Ray's retries stop for a trial that fails again before it reports anything
+        StopRepeatedFailures(study.failure.max_failures, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)),
     ]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:

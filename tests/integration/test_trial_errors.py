@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator.exit_status import EXIT_SOME_ERRORED
+from orchestrator.exit_status import EXIT_ALL_ERRORED, EXIT_SOME_ERRORED
 from tests.integration.helpers import cli, results
 
 pytestmark = pytest.mark.slow
@@ -51,3 +51,19 @@ def test_an_errored_trial_is_marked_and_the_other_cells_finish(tmp_path):
     logs = [line for line in lines if line.startswith("  full log: ")]
     assert len(logs) == 1 and logs[0].endswith(f"results/errs/{failed.name}/error.txt") and Path(logs[0].split(": ", 1)[1]).is_file()
     assert [r["status"] for r in board["trials"]] == ["TERMINATED", "ERROR"]  # whatever the errored one reported
+
+
+def test_a_trial_failing_the_same_way_before_reporting_is_not_retried_and_the_run_exits_1(tmp_path):
+    study = {
+        "name": "always", "trainable": "noop", "data": {"path": "synthetic:corrosion"},
+        "params": {"epochs": 2, "x": 0.5, "fail_at_epoch": 1},  # a "configuration error": fails before any report
+        "objective": {"metric": "score", "mode": "max"}, "scheduler": {"name": "fifo"},
+        "failure": {"max_failures": 20}, "tracking": {"wandb": {"mode": "disabled"}}, "ray": {"num_cpus": 1},
+    }
+    (tmp_path / "always.yaml").write_text(yaml.safe_dump(study))
+    done = subprocess.run(cli("run", "always.yaml", "--storage", "results"), cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == EXIT_ALL_ERRORED, done.stderr[-3000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("Study finished with errors: all 1 trials errored")
+    assert "failed again before reporting anything (the same error as before): not retried further" in done.stderr
+    (error_txt,) = (tmp_path / "results/always").glob("noop_*/error.txt")
+    assert error_txt.read_text().count("Failure # ") == 2  # one retry, not 20
