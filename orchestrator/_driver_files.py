@@ -14,9 +14,11 @@ from the session before (the runner then sets aside the trial folders that state
 
 A cut-short session is first looked for, whole, in Ray's own staging folder
 (``$RAY_TMPDIR/ray/session_*/artifacts/*/<study>/driver_artifacts/``, left on the driver's
-machine) and put back from there. Without such a copy, the session is set aside only when no
-trial folder with results (a reported epoch or a checkpoint) depends on it: a finished trial is
-never moved out of the study or run again because the state that recorded it was cut short.
+machine) and put back from there. Without such a copy, a session whose files were written but
+cut short is set aside only when no trial folder with results (a reported epoch or a
+checkpoint) depends on it: a finished trial is never moved out of the study or run again
+because the state that recorded it was cut short. (A session that lacks a file never finished
+its first snapshot; the trials it started are set aside as any started after the last one.)
 Otherwise :class:`StateLostError` says which file is cut short, which trials only it records,
 and how to repair it, and nothing is changed.
 """
@@ -114,7 +116,7 @@ def _refuse_losing_trials(study_dir: Path, cut: list[str], used: str | None, tri
     }
     if not lost:
         return
-    files = ", ".join(f"{p.name} ({'missing' if not p.is_file() else f'cut short, {p.stat().st_size} bytes'})" for p in unreadable)
+    files = ", ".join(f"{p.name} (cut short, {p.stat().st_size} bytes)" for p in unreadable)
     before = f"the state before it (session {used})" if used else "no state at all (the study would start again from scratch)"
     raise StateLostError("\n".join([
         f"the newest experiment state (session {cut[0]}) is unreadable: {files}; Ray's staging folders hold no whole copy",
@@ -167,9 +169,9 @@ def repair_driver_files(study_dir: Path, log: Callable[[str], None], trial_prefi
             return True
         cut.append(session)
     used = next((s for s in sessions if s not in cut), None)
-    if cut:
-        unreadable = [study_dir / name.format(cut[0]) for name in _SESSION_FILES]
-        _refuse_losing_trials(study_dir, cut, used, trial_prefix, [f for f in unreadable if not (f.is_file() and _readable(f))])
+    damaged = [f for f in (study_dir / name.format(cut[0]) for name in _SESSION_FILES) if f.is_file() and not _readable(f)] if cut else []
+    if damaged:  # a snapshot was written, then cut short (only missing files: the session never made one)
+        _refuse_losing_trials(study_dir, cut, used, trial_prefix, damaged)
     for session in cut:
         _set_aside([study_dir / name.format(session) for name in _SESSION_FILES], aside)
         log(f"the experiment state of session {session} was cut short or left incomplete when the driver "

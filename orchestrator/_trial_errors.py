@@ -3,7 +3,9 @@
 Ray prints every failure of every retry as a full traceback (hundreds of lines for a study
 whose trials all fail the same way); corrotune turns that off (``TUNE_PRINT_ALL_TRIAL_ERRORS``)
 and prints each distinct error once at the end of the study, with the trials it hit and the
-path of Ray's full log (``<trial>/error.txt``).
+path of Ray's full log (``<trial>/error.txt``). :func:`quiet_ray_trial_errors` turns Ray's
+printing off through its public switches: the ``TUNE_PRINT_ALL_TRIAL_ERRORS`` variable and a
+filter on the ``ray.tune`` logger for its closing "Trials did not complete" line.
 
 Example:
     >>> summary = summarize_error(result.error, f"{result.path}/error.txt")
@@ -13,13 +15,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import os
 import re
 import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-__all__ = ["TrialError", "group_errors", "print_errors", "summarize_error"]
+__all__ = ["TrialError", "group_errors", "print_errors", "quiet_ray_trial_errors", "summarize_error"]
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 _FRAME = re.compile(r'^\s*File "([^"]+)", line (\d+)', re.MULTILINE)
@@ -114,3 +118,21 @@ def print_errors(groups: list[tuple[TrialError, list[str]]], console: Any) -> No
         console.print(error.line(), markup=False, highlight=False, soft_wrap=True)
         console.print(f"  full log: {error.log}", markup=False, highlight=False, soft_wrap=True)
 
+
+
+class _SummarisedByCorrotune(logging.Filter):
+    """Drops Ray's closing "Trials did not complete: [...]" line (the study's end lists the errors)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Trials did not complete")
+
+
+def quiet_ray_trial_errors() -> None:
+    """Stops Ray printing each failure of each retry (a full traceback) and its list of errored trials.
+
+    Call in the driver before the Tuner runs; ``TUNE_PRINT_ALL_TRIAL_ERRORS`` set by the user wins.
+    """
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    tune_logger = logging.getLogger("ray.tune.tune")
+    if not any(isinstance(f, _SummarisedByCorrotune) for f in tune_logger.filters):
+        tune_logger.addFilter(_SummarisedByCorrotune())

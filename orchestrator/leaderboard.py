@@ -102,11 +102,11 @@ def pareto_flags(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) 
 
 def cell_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ablation cell: the best value's mean and std over the confirm runs (search runs when
-    the study has no confirm phase), with the number of runs."""
+    the study has no confirm phase), with the number of runs; errored runs are left out."""
     phase = "confirm" if any(r["phase"] == "confirm" for r in rows) else "search"
     cells: dict[str, list[float]] = {}
     for row in rows:
-        if row["phase"] == phase and row["best"] is not None:
+        if row["phase"] == phase and row["best"] is not None and row["status"] != "ERROR":
             cells.setdefault(row["cell"], []).append(row["best"])
     summary = []
     for cell, values in cells.items():

@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
-from orchestrator._trial_errors import TrialError, group_errors, print_errors, summarize_error
+from orchestrator._trial_errors import TrialError, group_errors, print_errors, quiet_ray_trial_errors, summarize_error
 from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
@@ -269,8 +269,7 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    # Ray logs each failure of each retry as a full traceback; the study's end shows each error once
-    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")
+    quiet_ray_trial_errors()  # the study's end shows each trial error once (print_errors)
     mode = configure_wandb_env(study)
     _init_ray(study, address)
     return mode

@@ -160,3 +160,10 @@ def test_a_cut_short_state_is_put_back_from_rays_staging_copy(study, tmp_path):
     after = _snapshot(study)
     assert {k: v for k, v in after.items() if not k.startswith(UNREADABLE_DIR)} == whole  # the trial untouched
     assert after[f"{UNREADABLE_DIR}/experiment_state-{NEW}.json"] == cut  # the cut-short copy is kept
+
+
+def test_a_session_that_never_finished_its_first_snapshot_is_set_aside_as_before(study, tmp_path):
+    _trial_folder(study, "noop_new", epochs=1, finished=False)  # started after the last whole snapshot
+    (study / f"searcher-state-{NEW}.pkl").unlink()  # the kill came before that session's first copy of it
+    assert repair_driver_files(study, print, trial_prefix="noop_", ray_tmpdir=tmp_path / "no-ray")
+    assert not list(study.glob(f"*{NEW}*")) and (study / "noop_new" / "result.json").is_file()

@@ -36,6 +36,10 @@ def test_an_errored_trial_never_ranks_above_a_finished_one():
         assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED", "ERROR", "ERROR"]
         assert [r["trial_id"] for r in rows][2:] == ["d", "c"]  # among errored ones: reported first
         assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    from orchestrator.leaderboard import cell_summary
+
+    (cell,) = cell_summary(build_leaderboard([failed_late, *RESULTS], "val/accuracy", "max"))
+    assert cell["runs"] == 2 and cell["max"] == 0.9  # the errored run's 0.99 is not in the cell's statistics
 
 
 def test_min_mode_ranks_lowest_first():

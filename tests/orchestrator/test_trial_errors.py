@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -92,3 +93,19 @@ def test_exit_status_and_last_line(statuses, code, last_line):
     assert outcome.exit_status == code == study_exit_status(len(statuses), statuses.count("ERROR"))
     assert outcome.last_line().startswith(last_line)
     assert len({EXIT_OK, EXIT_ALL_ERRORED, EXIT_SOME_ERRORED, 2}) == 4  # distinct from "cannot run"
+
+
+def test_rays_own_error_printing_is_turned_off_through_its_switches(monkeypatch, caplog):
+    import logging
+
+    from orchestrator._trial_errors import quiet_ray_trial_errors
+
+    monkeypatch.delenv("TUNE_PRINT_ALL_TRIAL_ERRORS", raising=False)
+    quiet_ray_trial_errors()
+    quiet_ray_trial_errors()  # idempotent
+    assert os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] == "0"
+    tune_logger = logging.getLogger("ray.tune.tune")
+    with caplog.at_level(logging.INFO, logger="ray.tune.tune"):
+        tune_logger.error("Trials did not complete: %s", ["noop_1"])
+        tune_logger.info("Total run time: 3 s")
+    assert [r.getMessage() for r in caplog.records] == ["Total run time: 3 s"]
