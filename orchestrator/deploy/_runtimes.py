@@ -137,8 +137,10 @@ def open_model_dir(model_dir: Path, card: dict[str, Any], device: str = "cpu") -
 
 
 def trace(network: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    """TorchScript by tracing (``torch.jit.script`` is deprecated; its deprecation warning is muted)."""
+    """TorchScript by tracing (``torch.jit.script`` is deprecated; its deprecation warning is muted,
+    and so are tracer warnings: the export checks the trace at a second input size instead)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         with torch.no_grad():
             return torch.jit.trace(network, example, check_trace=False)
