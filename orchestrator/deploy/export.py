@@ -49,7 +49,7 @@ from orchestrator.deploy.trials import DeployError, StudyTrial, select_trials
 from trainables.data.checks import strict_truncation
 from trainables.inference import InferenceAdapter, Preprocessing
 
-__all__ = ["TOLERANCE", "ExportResult", "export_study", "export_trial"]
+__all__ = ["TOLERANCE", "ExportResult", "export_study", "export_trial", "write_onnx"]
 
 TOLERANCE = 1e-4
 """Largest absolute difference allowed between the exported model's and PyTorch's fp32 outputs."""
@@ -120,7 +120,9 @@ def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
 
 
-def _export_onnx(network: nn.Module, example: torch.Tensor, path: Path, dynamic_hw: bool) -> None:
+def write_onnx(network: nn.Module, example: torch.Tensor, path: Path, dynamic_hw: bool) -> None:
+    """``torch.onnx.export`` (dynamo) of ``network`` to ``path``: a dynamic batch axis, and height and
+    width dynamic where the network allows (``dynamic_hw``); weights in the file unless over 1.5 GiB."""
     dim = torch.export.Dim
     axes: dict[int, Any] = {0: dim("batch")}
     if dynamic_hw:  # AUTO: torch.export keeps a side fixed when the network needs it fixed
@@ -194,7 +196,7 @@ def _write_format(fmt: str, network: nn.Module, adapter: InferenceAdapter, check
     if fmt == "onnx":
         dynamic = check.reference_other is not None
         try:
-            _export_onnx(network, check.example(), path, dynamic)
+            write_onnx(network, check.example(), path, dynamic)
         except Exception as err:  # noqa: BLE001 - any exporter failure: say which architecture and why
             raise DeployError(_cannot(name, "ONNX", err)) from None
         run = onnx_runner(path)
@@ -202,7 +204,7 @@ def _write_format(fmt: str, network: nn.Module, adapter: InferenceAdapter, check
         why_fixed = check.other_size_works(run, tolerance) if dynamic else check.fixed_size_reason
         if dynamic and why_fixed:  # export again with height and width fixed
             log(f"  height/width fixed in the ONNX graph: {why_fixed}")
-            _export_onnx(network, check.example(), path, False)
+            write_onnx(network, check.example(), path, False)
             run = onnx_runner(path)
             diff = check.compare(run, tolerance, "the ONNX model")
         facts = _onnx_facts(path)
