@@ -18,6 +18,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from orchestrator.exit_status import EXIT_INVALID, EXIT_OK
 from orchestrator.spec import StudyError, load_study
 from orchestrator.storage import DEFAULT_STORAGE
 
@@ -28,8 +29,12 @@ err = Console(stderr=True)
 if not err.is_terminal:
     err.width = 200  # logs and CI: keep tables and messages unwrapped
 
-EXIT_INVALID = 2
-"""Exit status for a study that cannot run (nothing was started)."""
+
+def _end(outcome) -> None:
+    """Ends ``run``/``resume`` with the outcome's last line and exit status (orchestrator.exit_status)."""
+    style = "green" if outcome.exit_status == EXIT_OK else "red"
+    err.print(outcome.last_line(), style=style, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(outcome.exit_status)
 
 
 def _fail(error: StudyError) -> None:
@@ -51,7 +56,11 @@ def run(
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
-    """Validate a study and run it to completion, ending with a leaderboard."""
+    """Validate a study and run it to completion, ending with a leaderboard.
+
+    Exit status: 0 every trial finished; 1 every trial errored; 2 the study cannot run (nothing
+    was started); 3 some trials errored (the others finished).
+    """
     try:
         spec = load_study(study, overrides or [])
         from orchestrator.runner import run_study
@@ -59,8 +68,7 @@ def run(
         outcome = run_study(spec, storage, err, address=address)
     except StudyError as error:
         _fail(error)
-    if outcome.num_errors:
-        err.print(f"[yellow]{outcome.num_errors} trial(s) errored; see their error.txt files.[/yellow]")
+    _end(outcome)
 
 
 @app.command()
@@ -68,13 +76,17 @@ def resume(
     study_dir: str = typer.Argument(..., help="A study directory or URI (<storage>/<name>)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
-    """Resume a crashed or interrupted study and finish it."""
+    """Resume a crashed or interrupted study and finish it.
+
+    Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored).
+    """
     try:
         from orchestrator.runner import resume_study
 
-        resume_study(study_dir, err, address=address)
+        outcome = resume_study(study_dir, err, address=address)
     except StudyError as error:
         _fail(error)
+    _end(outcome)
 
 
 @app.command()
