@@ -137,9 +137,14 @@ class InferenceAdapter(ABC):
         """Raw network outputs of a batch → the task's predictions."""
 
     def check_threshold(self, threshold: float | None) -> None:
-        """Raises ValueError when ``threshold`` means nothing for this model (default: any threshold)."""
-        if threshold is not None:
-            raise ValueError(f"--threshold does not apply to {self.trainable} models")
+        """Raises ValueError for a threshold outside [0, 1], or for a model of more than two classes
+        (a threshold decides between the two)."""
+        if threshold is None:
+            return
+        if len(self.classes) != 2:
+            raise ValueError(f"--threshold applies to two-class models; this one has {len(self.classes)} classes")
+        if not 0.0 <= float(threshold) <= 1.0:
+            raise ValueError(f"--threshold must lie between 0 and 1, got {threshold}")
 
     def export_limits(self, network: nn.Module) -> dict[str, str]:
         """Formats this network is known not to export to, with why (checked before trying)."""
@@ -263,12 +268,3 @@ class ClassifierAdapter(InferenceAdapter):
         cut = threshold if self.positive == 1 else 1.0 - threshold
         predicted = (probabilities[:, 1] >= np.float32(cut)).astype(np.int64)
         return ClassPredictions(probabilities, predicted)
-
-    def check_threshold(self, threshold: float | None) -> None:
-        """Raises ValueError for a threshold with more than two classes, or outside [0, 1]."""
-        if threshold is None:
-            return
-        if len(self.classes) != 2:
-            raise ValueError(f"--threshold applies to two-class models; this one has {len(self.classes)} classes")
-        if not 0.0 <= float(threshold) <= 1.0:
-            raise ValueError(f"--threshold must lie between 0 and 1, got {threshold}")

@@ -87,7 +87,8 @@ def test_more_than_two_classes_take_the_most_probable_and_refuse_a_threshold():
 @pytest.mark.parametrize("name", ADAPTERS.names())
 def test_every_adapter_rebuilds_a_network_that_runs_on_its_preprocessed_input(name):
     assert name in TRAINABLES, f"adapter {name!r} has no registered trainable"
-    config = get_trainable(name).config_model.model_validate(_config()).model_dump(mode="json")
+    entry = get_trainable(name)
+    config = entry.config_model.model_validate(entry.tiny_config).model_dump(mode="json")
     adapter = get_adapter(name, config, ("a", "b"))
     network = adapter.build_network().eval()
     prep = adapter.preprocessing()
@@ -97,8 +98,9 @@ def test_every_adapter_rebuilds_a_network_that_runs_on_its_preprocessed_input(na
     card = adapter.describe(network)
     assert {"architecture", "output"} <= card.keys()
     assert outputs.shape == (3, card["output"]["shape"][1])
+    assert adapter.task == entry.task
     decoded = adapter.decode(outputs)
-    assert len(decoded.predicted) == 3
+    assert len(decoded.predicted) == 3  # one prediction per image (a class, or a mask)
 
 
 def test_a_trainable_without_an_adapter_is_named_with_those_that_have_one():
