@@ -20,6 +20,7 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 
+from orchestrator.exit_status import EXIT_INVALID, EXIT_OK
 from orchestrator.spec import StudyError, load_study
 from orchestrator.storage import DEFAULT_STORAGE
 
@@ -30,8 +31,12 @@ err = Console(stderr=True)
 if not err.is_terminal:
     err.width = 200  # logs and CI: keep tables and messages unwrapped
 
-EXIT_INVALID = 2
-"""Exit status for a study that cannot run (nothing was started)."""
+
+def _end(outcome) -> None:
+    """Ends ``run``/``resume`` with the outcome's last line and exit status (orchestrator.exit_status)."""
+    style = "green" if outcome.exit_status == EXIT_OK else "red"
+    err.print(outcome.last_line(), style=style, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(outcome.exit_status)
 
 
 def _fail(error: StudyError) -> None:
@@ -54,7 +59,11 @@ def run(
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
     smoke: bool = typer.Option(False, "--smoke", help="Shrink the study (epochs, image size, trials, repeats, data) to a minutes-long CPU check of its structure."),
 ) -> None:
-    """Validate a study and run it to completion, ending with a leaderboard."""
+    """Validate a study and run it to completion, ending with a leaderboard.
+
+    Exit status: 0 every trial finished; 1 every trial errored; 2 the study cannot run (nothing
+    was started); 3 some trials errored (the others finished).
+    """
     try:
         spec = load_study(study, overrides or [])
         if smoke:
@@ -64,8 +73,7 @@ def run(
         outcome = run_study(spec, storage, err, address=address)
     except StudyError as error:
         _fail(error)
-    if outcome.num_errors:
-        err.print(f"[yellow]{outcome.num_errors} trial(s) errored; see their error.txt files.[/yellow]")
+    _end(outcome)
 
 
 def _smoke_study(path: Path, overrides: list[str], spec):
@@ -82,13 +90,17 @@ def resume(
     study_dir: str = typer.Argument(..., help="A study directory or URI (<storage>/<name>)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
-    """Resume a crashed or interrupted study and finish it."""
+    """Resume a crashed or interrupted study and finish it.
+
+    Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored).
+    """
     try:
         from orchestrator.runner import resume_study
 
-        resume_study(study_dir, err, address=address)
+        outcome = resume_study(study_dir, err, address=address)
     except StudyError as error:
         _fail(error)
+    _end(outcome)
 
 
 @app.command()
@@ -141,6 +153,71 @@ def scan(
     if json_file is not None:
         json_file.write_text(json.dumps(report.to_json(), indent=1))
         err.print(f"JSON report written to {json_file}")
+
+
+@app.command()
+def export(
+    study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/)."),
+    trial: Optional[str] = typer.Option(None, "--trial", help="Export this trial (its id, as in trials.csv)."),
+    best: bool = typer.Option(False, "--best", help="Export the best trial by the study objective (the default)."),
+    best_per_cell: bool = typer.Option(False, "--best-per-cell", help="Export the best trial of every ablation cell."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, torchscript or safetensors."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Model folder (with --best-per-cell: the folder of one sub-folder per cell). "
+        "Default: <study>/exports/<trial id>-<format>.",
+    ),
+    verify_images: Optional[Path] = typer.Option(
+        None, "--verify-images", help="Real images to check the export with (default: the trial's test split).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier export in the same folder."),
+) -> None:
+    """Write a trial's best-epoch model as a folder usable outside corrotune, checked against PyTorch.
+
+    Example: corrotune export corrotune-results/demo --best --format onnx --out winner/
+    """
+    from orchestrator.deploy import DeployError, export_study
+
+    try:
+        export_study(
+            study_dir, trial=trial, best=best, best_per_cell=best_per_cell, fmt=fmt, out=out,
+            verify_images=verify_images, force=force, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
+        )
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+def predict(
+    model: Path = typer.Argument(..., help="An exported model folder (model.json), or a study directory."),
+    folder: Path = typer.Argument(..., help="Images to score (searched recursively)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The CSV to write (or a folder for predictions.csv). Default: ./predictions.csv."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Two-class models: predict the positive class from this probability on (default: model.json's, 0.5).",
+    ),
+    trial: Optional[str] = typer.Option(None, "--trial", help="With a study directory: this trial instead of the best one."),
+) -> None:
+    """Score a folder of images with exactly the preprocessing the model was trained with.
+
+    Example: corrotune predict winner/ /data/new_photos --out predictions.csv
+    """
+    from orchestrator.deploy import DeployError, predict_folder
+
+    try:
+        summary = predict_folder(model, folder, out, trial=trial, batch_size=batch_size, device=device,
+                                 threshold=threshold, console=err)
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+    if summary.skipped:
+        err.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow] (also listed in {summary.skipped_file}):", highlight=False, soft_wrap=True)
+    for skipped in summary.skipped:
+        err.print(f"  {skipped.path}: {skipped.kind}: {skipped.detail}", highlight=False, soft_wrap=True, markup=False)
+    typer.echo(summary.line())
+    if not summary.predicted:
+        raise typer.Exit(1)
 
 
 @app.command()

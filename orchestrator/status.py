@@ -21,6 +21,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
+from orchestrator.exit_status import EXIT_INVALID
 from orchestrator.heartbeat import DriverState, driver_state
 from orchestrator.runner import STUDY_FILE, load_saved_study
 from orchestrator.spec import StudyError
@@ -37,7 +38,7 @@ from orchestrator.trials_table import (
 
 __all__ = ["EXIT_NOT_A_STUDY", "show_status"]
 
-EXIT_NOT_A_STUDY = 2
+EXIT_NOT_A_STUDY = EXIT_INVALID
 STATUS_ORDER = ("RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR")
 
 
@@ -129,8 +130,11 @@ def show_status(study_dir: Path, console: Console, top: int = 5, stale_after_s: 
     rows = table.rows()
     driver = _judge(study_dir, rows, stale_after_s)
     console.print(f"Study [bold]{name}[/bold]  {study_dir}", highlight=False)
-    colour = {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
-    console.print(f"State: [{colour}]{driver.state}[/{colour}] ({driver.detail})", highlight=False)
+    state, colour = driver.state, {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
+    errored = sum(r["status"] == "ERROR" for r in rows)
+    if state == "finished" and errored:
+        state, colour = f"finished with {errored} error{'s' if errored != 1 else ''}", "red"
+    console.print(f"State: [{colour}]{state}[/{colour}] ({driver.detail})", highlight=False)
     if not rows and driver.state == "running":
         console.print("No trial state yet (the driver is preparing data, or Ray has not written its first snapshot).")
     elif not rows:

@@ -52,7 +52,7 @@ def find_coco_annotations(root: Path) -> Optional[Path]:
 
 def read_index(data: DataConfig, task: str, *, strict: bool = True) -> SampleIndex:
     """Reads the dataset of ``data`` for ``task`` without splitting or scanning it."""
-    root = resolve_root(data)
+    root = resolve_root(data, task)
     if task == "classification":
         return scan_classification_folder(root)
     if data.format == "coco" or (data.format == "auto" and data.annotations):
@@ -130,7 +130,7 @@ def prepare_dataset(
         log(f"Data: reusing the split manifest {manifest}")
         return data.model_copy(update={"manifest": str(manifest)})
     out.mkdir(parents=True, exist_ok=True)
-    root = resolve_root(data)
+    root = resolve_root(data, task)
     report = cached_scan(root, log)
     (out / "scan.json").write_text(json.dumps(report.to_json(), indent=1))
     (out / "scan.txt").write_text(report.summary() + "\n")
