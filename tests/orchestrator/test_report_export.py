@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import optuna
 from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
@@ -56,6 +58,10 @@ def test_the_report_run_is_logged_offline_with_its_table_and_plots(tmp_path, mon
     runs = list((folder / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     run = read_offline_run(runs[0])
+    deadline = time.monotonic() + 60
+    while run.exit_code is None and time.monotonic() < deadline:  # wandb's service may still be writing
+        time.sleep(0.5)
+        run = read_offline_run(runs[0])
     assert (run.job_type, run.group, run.exit_code) == ("report", "s", 0)
     assert run.rows[0]["report/cell_table/_type"] == "table-file" and run.rows[0]["report/plot/cells/_type"] == "image-file"
     assert run.config["baseline"] == "x=a"
