@@ -3,9 +3,10 @@
 Every cell, factor, search space, objective and the report stay; what costs time shrinks:
 epochs (2; a two-phase schedule gets 1 + 1), image size (32 px, 64 for segmentation), batch
 size, search trials per cell (2), confirm repeats (2), pretrained weights (off: no download),
-offline expansion, Grad-CAM images, kept checkpoints, and the dataset (a synthetic set gets 120
-images; an image-folder dataset is replaced by a subset of symlinks, a few images per class and
-split). The study is renamed ``<name>_smoke`` so it never meets the real one.
+AMP, offline expansion, Grad-CAM images, kept checkpoints, and the dataset (a synthetic set
+gets 120 images; a classification image folder is replaced by a subset of symlinks, a few
+images per class and split; a segmentation dataset is kept whole). The study is renamed
+``<name>_smoke`` so it never meets the real one.
 
 Example:
     >>> overrides, changes = smoke_overrides(load_study("studies/papers/p000_resnet_mhsa_focal.yaml",
@@ -16,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +43,7 @@ def _shrinkers(task: str) -> dict[str, Callable[[Any], Any]]:
         "image_size": lambda v: min(v, small_side),
         "batch_size": lambda v: min(v, SMOKE_BATCH),
         "pretrained": lambda v: False,
+        "encoder_weights": lambda v: None,
         "offline_expansion": lambda v: 1,
         "gradcam_images": lambda v: min(v, 2),
         "amp": lambda v: False,
@@ -90,19 +93,20 @@ def subset_image_folder(path: Path, target: Path) -> int:
     return linked
 
 
-def _data(study: Study) -> tuple[list[str], list[str]]:
+def _data(study: Study, task: str) -> tuple[list[str], list[str]]:
     data = study.data
     if data.is_synthetic:
         overrides, changes = [], []
-        for key, small in (("num_images", 120), ("image_size", 32)):
+        side = 64 if task == "segmentation" else 32
+        for key, small in (("num_images", 120), ("image_size", side)):
             old = getattr(data.synthetic, key)
             if old > small:
                 overrides.append(f"data.synthetic.{key}={small}")
                 changes.append(f"data.synthetic.{key} {old} -> {small}")
         return overrides, changes
     path = Path(data.path)
-    if data.format != "auto" or not path.is_dir():
-        return [], [f"data.path kept whole ({data.format} layout)"]
+    if task != "classification" or data.format != "auto" or not path.is_dir():
+        return [], [f"data.path kept whole (a {task} dataset, {data.format} layout: only class folders are subset)"]
     from trainables.data._paths import cache_dir
 
     target = cache_dir("smoke") / hashlib.sha256(str(path).encode()).hexdigest()[:12]
@@ -117,7 +121,7 @@ def smoke_overrides(study: Study) -> tuple[list[str], list[str]]:
     task = TRAINABLES.get(study.trainable).task
     overrides, changes = [f"name={study.name}_smoke"], [f"name -> {study.name}_smoke"]
     for key, old, new in _params(study, task):
-        overrides.append(f"{key}={str(new).lower() if isinstance(new, bool) else new}")
+        overrides.append(f"{key}={json.dumps(new)}")  # JSON is YAML: false, null, 32
         changes.append(f"{key} {old} -> {new}")
     if study.search and study.trials_per_cell > SMOKE_TRIALS:
         overrides.append(f"search.num_samples={SMOKE_TRIALS}")
@@ -134,5 +138,5 @@ def smoke_overrides(study: Study) -> tuple[list[str], list[str]]:
     if study.checkpoints.num_to_keep > 1:
         overrides.append("checkpoints.num_to_keep=1")
         changes.append(f"checkpoints kept {study.checkpoints.num_to_keep} -> 1")
-    data_overrides, data_changes = _data(study)
+    data_overrides, data_changes = _data(study, task)
     return overrides + data_overrides, changes + data_changes

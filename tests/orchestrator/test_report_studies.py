@@ -14,7 +14,8 @@ PAPERS = sorted((REPO / "studies" / "papers").glob("*.yaml"))
 
 
 def test_the_papers_ship_as_studies():
-    assert {p.stem for p in PAPERS} >= {"p000_resnet_mhsa_focal", "p002_bayesian_cnns", "p003_pooling", "p003_fine_tune_fraction"}
+    assert {p.stem for p in PAPERS} >= {"p000_resnet_mhsa_focal", "p001_unet_encoders", "p002_bayesian_cnns", "p003_pooling",
+                                        "p003_fine_tune_fraction"}
 
 
 @pytest.mark.parametrize("path", PAPERS, ids=lambda p: p.stem)
@@ -26,7 +27,7 @@ def test_a_paper_study_keeps_its_protocol_and_every_reference_cell(path, tmp_pat
     assert study.epochs() >= 25 and study.ablation.repeats >= 1
 
 
-@pytest.mark.parametrize("path", [*PAPERS, REPO / "studies" / "examples" / "ablation_tiny.yaml"], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [*PAPERS, *(REPO / "studies" / "examples").glob("*.yaml")], ids=lambda p: p.stem)
 def test_smoke_shrinks_any_study_and_says_what(path, tmp_path):
     (tmp_path / "corroded").mkdir()
     study = load_study(path, [f"data.path={tmp_path}"] if "papers" in path.parts else [])
@@ -35,9 +36,11 @@ def test_smoke_shrinks_any_study_and_says_what(path, tmp_path):
     assert small.name == f"{study.name}_smoke" and small.epochs() <= SMOKE_EPOCHS
     assert small.trials_per_cell <= 2 and small.ablation.repeats <= 2 and small.resources.gpu == 0
     assert len(small.cells) == len(study.cells)  # the structure is what a smoke run checks
-    assert small.params.get("pretrained", False) is False and small.params.get("image_size", 32) <= 32
+    side = 64 if small.trainable == "segmenter" else 32
+    assert small.params.get("pretrained", False) is False and small.params.get("encoder_weights") is None
+    assert small.params.get("image_size", side) <= side
     for _, values in small.cells:
-        assert values.get("image_size", 32) <= 32  # also where a factor level sets it (P003)
+        assert values.get("image_size", side) <= side  # also where a factor level sets it (P003)
     assert changes[0] == f"name -> {study.name}_smoke" and any("epochs" in c for c in changes) == (study.epochs() > SMOKE_EPOCHS)
 
 
@@ -77,3 +80,19 @@ def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, 
     assert paper[("backbone=ResNet50", "test/accuracy")]["paper"] == 0.9658
     assert all(r["ours_mean"] is not None for r in paper.values())
     assert "Paper vs ours" in (tmp_path / "p002_bayesian_cnns_smoke" / "report" / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_smoke_run_of_the_segmenter_study_ends_with_a_report(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from orchestrator.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    args = ["run", str(REPO / "studies" / "examples" / "segmenter.yaml"), "--smoke", "--storage", str(tmp_path),
+            "--set", "ray.num_cpus=2", "--set", "params.artifacts=false", "--set", "params.profile=false"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "params.image_size 128 -> 64" in result.output
+    report = json.loads((tmp_path / "segmenter_smoke" / "report" / "report.json").read_text())
+    assert report["metric"] == "test/iou" and report["cells"][0]["n"] == 1 and report["cells"][0]["mean"] is not None
