@@ -215,3 +215,42 @@ def test_bad_switches_fail_with_the_valid_names():
         EsgConvNeXt("esg", depths=(1, 1, 3), dims=(8, 16, 32))
     with pytest.raises(ValueError, match="no pretrained weights"):
         timm.create_model("esg_convnext_atto", pretrained=True)
+
+
+@pytest.fixture
+def esg_space(monkeypatch):
+    """The ``esg_convnext`` space, registered into a throw-away copy of the space registry.
+
+    Until the trainable is registered the space stays out of ``search_spaces/__init__.py`` (the
+    contract test maps every registered space to a trainable).
+    """
+    import importlib
+
+    from search_spaces import SPACES
+
+    monkeypatch.setattr(SPACES, "_items", dict(SPACES._items))
+    return importlib.import_module("search_spaces.esg_convnext").space
+
+
+def test_search_space_builds_networks_and_is_conditional(esg_space):
+    import inspect
+
+    import optuna
+
+    switches = set(inspect.signature(EsgConvNeXt.__init__).parameters) - {"self", "kwargs", "depths", "dims"}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    for _ in range(30):
+        trial = study.ask()
+        esg_space(trial)
+        params = dict(trial.params)
+        assert set(params) - {"lr", "weight_decay"} <= switches  # keys are the network's config keys
+        positions = {params["attention_dw"], params["attention_expand"], params["attention_project"]}
+        assert ("ela_kernel" in params) == ("ela" in positions)
+        assert ("gam_rate" in params) == ("gam" in positions)
+        assert ("simam_lambda" in params) == ("simam" in positions or params["block2"])
+        assert ("branch_fusion" in params) == (params["block1"] or params["block2"])
+        assert ("branch_expansion" in params) == params["block2"]
+        for key in ("lr", "weight_decay"):
+            params.pop(key)
+        EsgConvNeXt("convnext", **MICRO, num_classes=3, **params)  # every suggestion builds
+        study.tell(trial, 0.5)
