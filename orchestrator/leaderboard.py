@@ -15,7 +15,15 @@ __all__ = ["build_leaderboard", "cell_summary", "pareto_flags", "print_cell_summ
 
 META_KEY = "corrotune"  # trainables.TRIAL_META_KEY (not imported: keeps this module free of torch-side imports)
 
-_TEST_KEYS = ("test/accuracy", "test/f1")
+
+def _test_keys(results: list[Any]) -> list[str]:
+    """The registered trainables' leaderboard test columns (``TrainableEntry.test_columns``)
+    that some trial reported."""
+    from trainables import TRAINABLES  # cheap: the registry, no torch
+
+    reported = {key for result in results for key in (result.metrics or {})}
+    columns = dict.fromkeys(key for name in TRAINABLES for key in TRAINABLES.get(name).test_columns)
+    return [key for key in columns if key in reported]
 
 
 def _varying_keys(configs: list[dict[str, Any]]) -> list[str]:
@@ -42,6 +50,7 @@ def build_leaderboard(
     results = list(results)
     configs = [dict(r.config or {}) for r in results]
     varying = _varying_keys(configs)
+    test_keys = _test_keys(results)
     rows = []
     for result, config in zip(results, configs):
         frame = result.metrics_dataframe
@@ -66,7 +75,7 @@ def build_leaderboard(
             for name, _ in (objectives or [])[1:]:
                 value = frame.loc[best_index, name] if name in frame else None
                 row[f"at_best/{name}"] = float(value) if value is not None and not math.isnan(value) else None
-        for key in _TEST_KEYS:
+        for key in test_keys:
             value = (result.metrics or {}).get(key)
             row[key] = float(value) if value is not None else None
         row.update({f"config/{k}": config.get(k) for k in varying})
@@ -155,7 +164,8 @@ def print_leaderboard(rows: list[dict[str, Any]], metric: str, console: Console,
         return
     extra = [k for k in ("cell", "phase", "seed", "pareto") if any(r.get(k) not in (None, "base") for r in rows)]
     config_keys = [k for k in rows[0] if k.startswith("config/") and k.removeprefix("config/") not in extra]
-    columns = ["rank", "trial_id", *extra, "status", "epochs", "best", "best_epoch", *_TEST_KEYS, *config_keys]
+    test_keys = [k for k in rows[0] if k.startswith("test/")]
+    columns = ["rank", "trial_id", *extra, "status", "epochs", "best", "best_epoch", *test_keys, *config_keys]
     table = Table(title=f"Leaderboard by best {metric}", title_justify="left")
     for column in columns:
         table.add_column(column.removeprefix("config/"), justify="left" if column == "trial_id" else "right")

@@ -9,20 +9,36 @@ Example:
     'resnet18'
 """
 
-from trainables._registry import TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
+from trainables._registry import ARTIFACT_COUNT_KEY, TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
 from trainables.noop_config import NoopConfig
+from trainables.training_config import TrainingConfig
 
-register_trainable("classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification")
-register_trainable("noop", NoopConfig, "trainables.noop:train_noop", task="classification")
+_TINY_DATA = {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}}
+
+register_trainable(
+    "classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification",
+    test_columns=("test/accuracy", "test/f1"),
+    artifact_files=("confusion_matrix.png", "roc.png", "pr.png", "curves.png"),
+    tiny_config={
+        "data": _TINY_DATA, "backbone": "resnet10t", "image_size": 32, "batch_size": 8, "epochs": 2,
+        "dense_units": 8, "gradcam_images": 1, "profile": False,
+    },
+)
+register_trainable(
+    "noop", NoopConfig, "trainables.noop:train_noop", task="classification",
+    tiny_config={"data": _TINY_DATA, "epochs": 2, "x": 0.5},
+)
 
 __all__ = [
+    "ARTIFACT_COUNT_KEY",
     "TRAINABLES",
     "TRIAL_META_KEY",
     "ClassifierConfig",
     "DataConfig",
     "TrainableEntry",
+    "TrainingConfig",
     "get_trainable",
     "register_trainable",
     "split_trial_meta",
