@@ -217,25 +217,14 @@ def test_bad_switches_fail_with_the_valid_names():
         timm.create_model("esg_convnext_atto", pretrained=True)
 
 
-@pytest.fixture
-def esg_space(monkeypatch):
-    """The ``esg_convnext`` space, registered into a throw-away copy of the space registry.
-
-    Until the trainable is registered the space stays out of ``search_spaces/__init__.py`` (the
-    contract test maps every registered space to a trainable).
-    """
-    import importlib
-
-    from search_spaces import SPACES
-
-    monkeypatch.setattr(SPACES, "_items", dict(SPACES._items))
-    return importlib.import_module("search_spaces.esg_convnext").space
-
-
-def test_search_space_builds_networks_and_is_conditional(esg_space):
+def test_search_space_builds_networks_and_is_conditional():
     import inspect
 
     import optuna
+
+    from search_spaces import get_space
+
+    esg_space = get_space("esg_convnext")
 
     switches = set(inspect.signature(EsgConvNeXt.__init__).parameters) - {"self", "kwargs", "depths", "dims"}
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))

@@ -39,6 +39,7 @@ __all__ = [
     "SWITCHES",
     "VARIANTS",
     "EsgConvNeXt",
+    "EsgConvNeXtClassifier",
     "convnextv2_state_dict",
     "resolve_switches",
 ]
@@ -213,6 +214,36 @@ class EsgConvNeXt(ConvNeXt):
                     if not name.startswith("attn_"):
                         named_apply(_init_weights, child)
                 stage.blocks[index] = block
+
+
+class EsgConvNeXtClassifier(nn.Module):
+    """An :class:`EsgConvNeXt` split into ``backbone`` (stem + stages) and ``head`` (GAP → LayerNorm → Linear).
+
+    The head is timm's own ConvNeXt head, moved out of the network, so the parameters are
+    exactly the network's; the split is what the fine-tune fraction and the two-phase schedule
+    need (``backbone`` is the part that is frozen or fine-tuned) and what Grad-CAM looks up
+    (``backbone.feature_info``).
+
+    Args:
+        network: An :class:`EsgConvNeXt` with ``num_classes`` > 0 (taken over: its head moves here).
+    """
+
+    def __init__(self, network: EsgConvNeXt) -> None:
+        super().__init__()
+        if network.num_classes < 1:
+            raise ValueError("EsgConvNeXtClassifier needs a network built with num_classes >= 1")
+        self.num_classes = network.num_classes
+        self.head = network.head  # NormMlpClassifierHead: avg pool → LayerNorm2d → flatten → dropout → fc
+        network.head = nn.Identity()  # forward_features never used it
+        network.num_classes = 0
+        self.backbone = network
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate features: pooled and normalised, before the final Linear (N, C)."""
+        return self.head(self.backbone.forward_features(x), pre_logits=True)  # (N, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone.forward_features(x))  # (N, classes)
 
 
 def convnextv2_state_dict(state_dict: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor]:
