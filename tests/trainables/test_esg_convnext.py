@@ -243,3 +243,23 @@ def test_search_space_builds_networks_and_is_conditional():
             params.pop(key)
         EsgConvNeXt("convnext", **MICRO, num_classes=3, **params)  # every suggestion builds
         study.tell(trial, 0.5)
+
+
+def test_classifier_split_keeps_the_networks_parameters_and_output():
+    from trainables.models.esg_convnext import EsgConvNeXtClassifier
+
+    torch.manual_seed(0)
+    network = EsgConvNeXt("esg", **MICRO, num_classes=4).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = network(x)
+    count = _params(network)
+    model = EsgConvNeXtClassifier(network).eval()
+    assert _params(model) == count and _params(model.backbone) == count - _params(model.head)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected)
+        features = model.features(x)
+        assert features.shape == (2, 16)
+        torch.testing.assert_close(model.head.fc(features), expected)  # features are the last Linear's input
+    with pytest.raises(ValueError, match="num_classes"):
+        EsgConvNeXtClassifier(EsgConvNeXt("esg", **MICRO, num_classes=0))
