@@ -4,6 +4,6 @@ Importing this package registers ESG-ConvNeXt's sizes with timm (``esg_convnext_
 """
 
 from trainables.models.classifier import ClassifierNet, GlobalPool
-from trainables.models.esg_convnext import EsgConvNeXt
+from trainables.models.esg_convnext import EsgConvNeXt, EsgConvNeXtClassifier
 
-__all__ = ["ClassifierNet", "EsgConvNeXt", "GlobalPool"]
+__all__ = ["ClassifierNet", "EsgConvNeXt", "EsgConvNeXtClassifier", "GlobalPool"]
