@@ -3,7 +3,7 @@
 Every cell, factor, search space, objective and the report stay; what costs time shrinks:
 epochs (2; a two-phase schedule gets 1 + 1), image size (32 px, 64 for segmentation), batch
 size, search trials per cell (2), confirm repeats (2), pretrained weights (off: no download),
-AMP, offline expansion, Grad-CAM images, kept checkpoints, and the dataset (a synthetic set
+AMP, warm-up epochs, offline expansion, Grad-CAM and t-SNE, kept checkpoints, and the dataset (a synthetic set
 gets 120 images; a classification image folder is replaced by a subset of symlinks, a few
 images per class and split; a segmentation dataset is kept whole). The study is renamed
 ``<name>_smoke`` so it never meets the real one.
@@ -40,9 +40,12 @@ def _shrinkers(task: str) -> dict[str, Callable[[Any], Any]]:
     return {
         "epochs": lambda v: min(v, SMOKE_EPOCHS),
         "phase1_epochs": lambda v: min(v, SMOKE_EPOCHS - 1),
+        "warmup_epochs": lambda v: min(v, SMOKE_EPOCHS - 1),
         "image_size": lambda v: min(v, small_side),
         "batch_size": lambda v: min(v, SMOKE_BATCH),
         "pretrained": lambda v: False,
+        "tsne": lambda v: False,
+        "gradcam_per_class": lambda v: False,
         "encoder_weights": lambda v: None,
         "offline_expansion": lambda v: 1,
         "gradcam_images": lambda v: min(v, 2),

@@ -14,8 +14,8 @@ PAPERS = sorted((REPO / "studies" / "papers").glob("*.yaml"))
 
 
 def test_the_papers_ship_as_studies():
-    assert {p.stem for p in PAPERS} >= {"p000_resnet_mhsa_focal", "p001_unet_encoders", "p002_bayesian_cnns", "p003_pooling",
-                                        "p003_fine_tune_fraction"}
+    assert {p.stem for p in PAPERS} == {"p000_resnet_mhsa_focal", "p001_unet_encoders", "p002_bayesian_cnns", "p003_pooling",
+                                        "p003_fine_tune_fraction", "p004_ablation", "p004_models"}
 
 
 @pytest.mark.parametrize("path", PAPERS, ids=lambda p: p.stem)
