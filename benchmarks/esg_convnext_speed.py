@@ -4,8 +4,8 @@ Prints JSON: training images/s (forward, cross-entropy, backward, AdamW step) an
 (eval, no gradients) of timm's ``convnextv2_<size>`` and of ``esg_convnext_<size>`` with each of
 P004's five variants, on random batches. The goal: the ``convnext`` variant (our code path with
 every module off) runs at >= 0.95 of timm's speed; each later variant's ratio is the cost of
-its modules. Models are measured in interleaved rounds (every model once per round, so a load
-change on a shared machine hits all of them alike); the best round is the reported rate (as
+its modules. Models are measured in interleaved rounds (every model once per round, in
+alternating order, so a load change on a shared machine hits all of them alike); the best round is the reported rate (as
 ``timeit`` takes the fastest run: other load only ever slows a round down), the median is given
 beside it.
 
@@ -103,8 +103,9 @@ def main() -> None:
     models = {name: build().to(device, memory_format=memory_format) for name, build in _builders(args.size, variants, args.num_classes).items()}
     train = {name: [] for name in models}
     infer = {name: [] for name in models}
-    for _ in range(args.rounds):
-        for name, model in models.items():
+    for round_index in range(args.rounds):
+        order = list(models.items())
+        for name, model in order if round_index % 2 == 0 else order[::-1]:  # no model always goes first
             train[name].append(_train_rate(model, x, y, args.steps))
             infer[name].append(_infer_rate(model, x, args.steps))
     rows = {}
