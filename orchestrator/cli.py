@@ -207,11 +207,12 @@ def predict(
 
     Example: corrotune predict winner/ /data/new_photos --out predictions.csv
     """
-    from orchestrator.deploy import DeployError, predict_folder
+    from orchestrator.deploy import DeployError, card_summary, open_model, predict_folder
 
     try:
-        summary = predict_folder(model, folder, out, trial=trial, batch_size=batch_size, device=device,
-                                 threshold=threshold, console=err)
+        loaded = open_model(model, trial, device)
+        err.print(f"Model: {card_summary(loaded.card)} [{loaded.engine}]", highlight=False, soft_wrap=True, markup=False)
+        summary = predict_folder(loaded, folder, out, batch_size=batch_size, threshold=threshold, console=err)
     except DeployError as error:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID)

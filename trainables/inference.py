@@ -34,6 +34,7 @@ __all__ = [
     "ADAPTERS",
     "ClassPredictions",
     "ClassifierAdapter",
+    "EsgConvNeXtAdapter",
     "InferenceAdapter",
     "MaskPredictions",
     "Preprocessing",
@@ -208,14 +209,17 @@ class ClassifierAdapter(InferenceAdapter):
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(self.cfg.image_size, self.cfg.resize, self.cfg.normalization)
 
-    def describe(self, network: nn.Module) -> dict[str, Any]:
-        from trainables._backbones import resolve_backbone_name
+    def num_outputs(self) -> int:
+        """1 (sigmoid) or K (softmax) logits, as the trial's head has."""
         from trainables.classifier_build import num_outputs
 
-        outputs = num_outputs(self.cfg, len(self.classes))
-        binary = len(self.classes) == 2
-        activation = "sigmoid" if outputs == 1 else "softmax"
-        architecture = {
+        return num_outputs(self.cfg, len(self.classes))
+
+    def architecture(self, network: nn.Module) -> dict[str, Any]:
+        """The card's ``architecture``: what the network is made of."""
+        from trainables._backbones import resolve_backbone_name
+
+        return {
             "network": "ClassifierNet (trainables/models/classifier.py)",
             "backbone": resolve_backbone_name(self.cfg.backbone),
             "attention": self.cfg.attention,
@@ -223,15 +227,19 @@ class ClassifierAdapter(InferenceAdapter):
             "projection_channels": self.cfg.projection_channels,
             "pooling": self.cfg.pooling,
             "dense_units": self.cfg.hidden_units,
-            "num_outputs": outputs,
+            "num_outputs": self.num_outputs(),
             "parameters": _parameter_count(network),
         }
+
+    def describe(self, network: nn.Module) -> dict[str, Any]:
+        outputs = self.num_outputs()
         meaning = "P(class index 1) = sigmoid(logits[:, 0])" if outputs == 1 else "P(class k) = softmax(logits)[:, k]"
         card: dict[str, Any] = {
-            "architecture": architecture,
-            "output": {"name": "logits", "shape": ["batch", outputs], "activation": activation, "meaning": meaning},
+            "architecture": self.architecture(network),
+            "output": {"name": "logits", "shape": ["batch", outputs], "activation": "sigmoid" if outputs == 1 else "softmax",
+                       "meaning": meaning},
         }
-        if binary:
+        if len(self.classes) == 2:
             card["decision"] = {
                 "positive_class": self.classes[self.positive],
                 "threshold": 0.5,
@@ -270,6 +278,36 @@ class ClassifierAdapter(InferenceAdapter):
         cut = threshold if self.positive == 1 else 1.0 - threshold
         predicted = (probabilities[:, 1] >= np.float32(cut)).astype(np.int64)
         return ClassPredictions(probabilities, predicted)
+
+
+@register_adapter
+class EsgConvNeXtAdapter(ClassifierAdapter):
+    """The ``esg_convnext`` trainable (P004): the classifier's input and decisions, its own network.
+
+    Its head always has K logits (softmax, cross-entropy); with two classes the trial's scoring
+    predicts class index 1 when softmax(logits)[:, 1] >= 0.5, which the classifier's rule is.
+    """
+
+    trainable = "esg_convnext"
+
+    def build_network(self) -> nn.Module:
+        from trainables.esg_convnext import EsgConvNeXtTask
+
+        task = EsgConvNeXtTask(self.cfg)
+        task.classes = self.classes  # what its load_data sets; building needs only the class count
+        return task.build_model()
+
+    def num_outputs(self) -> int:
+        return len(self.classes)
+
+    def architecture(self, network: nn.Module) -> dict[str, Any]:
+        return {
+            "network": "EsgConvNeXtClassifier (trainables/models/esg_convnext.py)",
+            "backbone": f"esg_convnext_{self.cfg.size}",
+            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in self.cfg.network_kwargs.items()},
+            "num_outputs": self.num_outputs(),
+            "parameters": _parameter_count(network),
+        }
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ Example:
 """
 
 from orchestrator.deploy.export import TOLERANCE, ExportResult, export_study, export_trial
-from orchestrator.deploy.predict import PredictSummary, open_model, predict_folder
+from orchestrator.deploy.predict import PredictSummary, card_summary, open_model, predict_folder
 from orchestrator.deploy.trials import DeployError, StudyTrial, select_trials
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "ExportResult",
     "PredictSummary",
     "StudyTrial",
+    "card_summary",
     "export_study",
     "export_trial",
     "open_model",

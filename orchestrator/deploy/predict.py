@@ -40,7 +40,7 @@ from orchestrator.deploy.trials import STUDY_FILE, DeployError, select_trials
 from trainables.data.checks import strict_truncation
 from trainables.inference import Preprocessing
 
-__all__ = ["PROGRESS_MIN_IMAGES", "PredictSummary", "open_model", "predict_folder"]
+__all__ = ["PROGRESS_MIN_IMAGES", "PredictSummary", "card_summary", "open_model", "predict_folder"]
 
 PROGRESS_MIN_IMAGES = 300
 """Folders with at least this many candidate images show a progress bar."""
@@ -195,6 +195,7 @@ def _progress(console: Console, total: int) -> Progress:
 def card_summary(card: dict[str, Any]) -> str:
     """One line naming the model: trainable, architecture, classes, its trial."""
     study = card.get("study") or {}
-    name = (card.get("architecture") or {}).get("backbone") or card.get("trainable")
+    architecture = card.get("architecture") or {}
+    name = architecture.get("backbone") or "/".join(str(architecture[k]) for k in ("arch", "encoder") if k in architecture)
     return (f"{card.get('trainable')} {name} ({', '.join(card.get('classes', []))}) from study "
             f"{study.get('name')} trial {study.get('trial_id')}")

@@ -17,6 +17,7 @@ from orchestrator.deploy import DeployError, export_study, select_trials
 from tests.conftest import shared_dataset
 from tests.orchestrator.conftest import copy_real_photos
 from trainables.classifier_build import build_model
+from trainables import get_trainable
 from trainables.classifier_config import ClassifierConfig
 from trainables.inference import Preprocessing
 
@@ -46,22 +47,38 @@ def _real_inputs(size: int, count: int) -> torch.Tensor:
 # --- a study folder as Ray leaves it, with checkpoints of small random networks (no Ray) ----------
 
 
-def _fabricate(root: Path, trials: list[tuple[str, str, list[float]]], backbone: str = "test_resnet", size: int = 32) -> Path:
+def _classifier(config: dict) -> torch.nn.Module:
+    return build_model(ClassifierConfig.model_validate(config), len(CLASSES))
+
+
+def _esg_convnext(config: dict) -> torch.nn.Module:
+    from trainables.esg_convnext import EsgConvNeXtTask
+    from trainables.esg_convnext_config import EsgConvNeXtConfig
+
+    task = EsgConvNeXtTask(EsgConvNeXtConfig.model_validate(config))
+    task.classes = tuple(CLASSES)
+    return task.build_model()
+
+
+def _fabricate(root: Path, trials: list[tuple[str, str, list[float]]], trainable: str = "classifier", **params) -> Path:
     """``trials``: (trial id, cell, val/accuracy per epoch). Each checkpoint's best weights differ
     from its last ones."""
     photos = copy_real_photos(root / "photos")
     study = root / "fab"
     study.mkdir()
     (study / "corrotune_study.yaml").write_text(yaml.safe_dump(
-        {"name": "fab", "trainable": "classifier", "objective": {"metric": "val/accuracy", "mode": "max"}}))
+        {"name": "fab", "trainable": trainable, "objective": {"metric": "val/accuracy", "mode": "max"}}))
+    entry = get_trainable(trainable)
+    build = {"classifier": _classifier, "esg_convnext": _esg_convnext}[trainable]
+    defaults = {"classifier": {"backbone": "test_resnet", "image_size": 32, "dense_units": 8}}.get(trainable, {})
     for number, (trial_id, cell, scores) in enumerate(trials):
-        config = ClassifierConfig(data={"path": str(photos)}, backbone=backbone, image_size=size, dense_units=8)
+        config = entry.config_model.model_validate({"data": {"path": str(photos)}, **defaults, **params})
         config = config.model_dump(mode="json")
         torch.manual_seed(number)
-        last = build_model(ClassifierConfig.model_validate(config), 2).state_dict()
+        last = build(config).state_dict()
         torch.manual_seed(1000 + number)
-        best = build_model(ClassifierConfig.model_validate(config), 2).state_dict()
-        folder = study / f"classifier_{trial_id}"
+        best = build(config).state_dict()
+        folder = study / f"{trainable}_{trial_id}"
         (folder / "checkpoint_000001").mkdir(parents=True)
         (folder / "params.json").write_text(json.dumps({**config, "corrotune": {"cell": cell, "phase": "search"}}))
         results = [{"trial_id": trial_id, "training_iteration": e, "epoch": e, "val/accuracy": s}
@@ -125,7 +142,7 @@ def test_best_per_cell_writes_one_model_folder_per_cell(fabricated, tmp_path):
 
 def test_a_model_of_one_input_size_is_exported_with_that_size_and_says_why(tmp_path):
     # timm's ViT resamples its position embedding in eager mode, but tracing bakes in the token count
-    study = _fabricate(tmp_path, [("vit00001", "base", [0.5])], backbone="test_vit", size=160)
+    study = _fabricate(tmp_path, [("vit00001", "base", [0.5])], backbone="test_vit", image_size=160)
     [result] = export_study(study, fmt="torchscript", out=tmp_path / "vit", **QUIET)
     card = json.loads((result.out_dir / "model.json").read_text())
     assert not result.dynamic_hw and card["input"]["shape"] == ["batch", 3, 160, 160]
@@ -284,3 +301,31 @@ def test_segmenter_exports_agree_with_pytorch_on_real_images(tiny_seg_study, seg
     assert card["architecture"]["arch"] == "unet" and card["architecture"]["encoder"] == "resnet18"
     assert card["decision"]["threshold"] == state["config"]["threshold"] and card["input"]["dynamic_height_width"]
     assert {"val/iou"} <= card["metrics"]["val"].keys() and {"test/iou"} <= card["metrics"]["test"].keys()
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_esg_convnext_exports_agree_with_pytorch_on_real_images(tmp_path):
+    import onnxruntime
+
+    # the network of P004's trainable (its registered tiny size); the weights need no training to be checked
+    study = _fabricate(tmp_path, [("esg00001", "base", [0.5, 0.6])], trainable="esg_convnext",
+                       **{k: v for k, v in get_trainable("esg_convnext").tiny_config.items() if k != "data"})
+    state = torch.load(next(study.glob("*/checkpoint_*/state.pt")), weights_only=False)
+    reference = _esg_convnext(state["config"])
+    reference.load_state_dict(state["best_model"])
+    reference.eval()
+    [onnx] = export_study(study, fmt="onnx", out=tmp_path / "onnx", **QUIET)
+    [traced] = export_study(study, fmt="torchscript", out=tmp_path / "ts", **QUIET)
+    session = onnxruntime.InferenceSession(str(onnx.out_dir / "model.onnx"), providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(traced.out_dir / "model.torchscript.pt"))
+    for size, count in ((64, 1), (64, 3), (96, 2)):
+        x = _real_inputs(size, count)
+        with torch.no_grad():
+            expected = reference(x).numpy()
+            assert np.abs(scripted(x).numpy() - expected).max() <= 1e-4
+        assert np.abs(session.run(None, {"images": x.numpy()})[0] - expected).max() <= 1e-4
+    card = json.loads((onnx.out_dir / "model.json").read_text())
+    assert card["trainable"] == "esg_convnext" and card["architecture"]["backbone"] == "esg_convnext_atto"
+    assert card["output"]["shape"] == ["batch", 2] and card["output"]["activation"] == "softmax"
+    assert onnx.max_abs_diff <= 1e-4 and traced.max_abs_diff <= 1e-4
