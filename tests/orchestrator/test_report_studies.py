@@ -83,16 +83,20 @@ def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, 
 
 
 @pytest.mark.slow
-def test_a_smoke_run_of_the_segmenter_study_ends_with_a_report(tmp_path, monkeypatch):
+@pytest.mark.parametrize("name, shrunk, metric", [
+    ("segmenter", "params.image_size 128 -> 64", "test/iou"),
+    ("esg_convnext", "params.image_size 64 -> 32", "test/f1"),
+])
+def test_a_smoke_run_of_each_other_trainables_example_ends_with_a_report(name, shrunk, metric, tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
 
     monkeypatch.chdir(tmp_path)
-    args = ["run", str(REPO / "studies" / "examples" / "segmenter.yaml"), "--smoke", "--storage", str(tmp_path),
+    args = ["run", str(REPO / "studies" / "examples" / f"{name}.yaml"), "--smoke", "--storage", str(tmp_path),
             "--set", "ray.num_cpus=2", "--set", "params.artifacts=false", "--set", "params.profile=false"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
-    assert "params.image_size 128 -> 64" in result.output
-    report = json.loads((tmp_path / "segmenter_smoke" / "report" / "report.json").read_text())
-    assert report["metric"] == "test/iou" and report["cells"][0]["n"] == 1 and report["cells"][0]["mean"] is not None
+    assert shrunk in result.output
+    report = json.loads((tmp_path / f"{name}_smoke" / "report" / "report.json").read_text())
+    assert report["metric"] == metric and report["cells"][0]["n"] == 1 and report["cells"][0]["mean"] is not None
