@@ -37,6 +37,8 @@ class TrainableEntry:
         entrypoint: ``"module:function"`` of the Ray Tune function trainable.
         task: ``classification`` or ``segmentation``: how its dataset is read.
         epochs_key: Config key holding the epoch budget (the schedulers' ``max_t``).
+        metrics: The metric names its results carry, ``fnmatch`` patterns allowed
+            (``val/f1/*``); a study's objectives must name one. Empty: not declared, not checked.
     """
 
     name: str
@@ -44,6 +46,13 @@ class TrainableEntry:
     entrypoint: str
     task: str = "classification"
     epochs_key: str = "epochs"
+    metrics: tuple[str, ...] = ()
+
+    def reports(self, metric: str) -> bool:
+        """Whether ``metric`` is one this trainable reports (always True when none are declared)."""
+        import fnmatch
+
+        return not self.metrics or any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
 
     def load(self) -> Callable[[dict[str, Any]], None]:
         """Imports and returns the trainable function (imports torch)."""
@@ -69,9 +78,11 @@ class TrainableEntry:
 TRAINABLES: Registry[TrainableEntry] = Registry("trainable")
 
 
-def register_trainable(name: str, config_model: type[BaseModel], entrypoint: str, task: str) -> TrainableEntry:
-    """Registers a trainable; returns its entry."""
-    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint, task=task)
+def register_trainable(
+    name: str, config_model: type[BaseModel], entrypoint: str, task: str, metrics: tuple[str, ...] = ()
+) -> TrainableEntry:
+    """Registers a trainable; returns its entry (``metrics``: see :class:`TrainableEntry`)."""
+    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint, task=task, metrics=tuple(metrics))
     TRAINABLES.register(name)(entry)
     return entry
 

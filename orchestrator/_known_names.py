@@ -1,0 +1,69 @@
+"""Names other libraries and modules accept, read without importing them (no torch at validate time).
+
+``import timm`` imports torch and takes seconds; ``validate`` must answer in well under one. timm
+registers every model with ``@register_model`` on a function of that name (and old names with
+``register_model_deprecations``), and ``trainables.data.augment`` registers its ops and presets
+with ``@AUGMENTATIONS.register("name")``: reading those source files gives the same names as
+``timm.list_models()`` / ``AUGMENTATIONS.names()`` in milliseconds
+(``tests/orchestrator/test_checks.py`` holds both equal).
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["augmentation_names", "module_literal", "timm_model_names"]
+
+_REGISTER_MODEL = re.compile(r"@register_model\s*\n\s*def\s+(\w+)\s*\(")
+_DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.S)
+_DEPRECATED_NAME = re.compile(r"""['"](\w+)['"]\s*:""")
+_REGISTER_AUGMENTATION = re.compile(r"""@AUGMENTATIONS\.register\(\s*['"](\w+)['"]\s*\)""")
+
+
+def _source_dir(module: str) -> Path:
+    spec = importlib.util.find_spec(module)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"{module} is not installed")
+    return Path(spec.origin).parent
+
+
+@functools.lru_cache(maxsize=None)
+def timm_model_names() -> frozenset[str]:
+    """Every model name ``timm.create_model`` accepts (current and deprecated), without a pretrained tag."""
+    names: set[str] = set()
+    for path in sorted((_source_dir("timm") / "models").glob("*.py")):
+        text = path.read_text(encoding="utf-8")
+        names.update(_REGISTER_MODEL.findall(text))
+        for block in _DEPRECATIONS.findall(text):
+            names.update(_DEPRECATED_NAME.findall(block))
+    return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def augmentation_names() -> tuple[str, ...]:
+    """Every op and preset name of ``trainables.data.augment.AUGMENTATIONS``, sorted."""
+    text = (_source_dir("trainables.data") / "augment.py").read_text(encoding="utf-8")
+    return tuple(sorted(set(_REGISTER_AUGMENTATION.findall(text))))
+
+
+@functools.lru_cache(maxsize=None)
+def module_literal(module: str, name: str) -> Any:
+    """The literal value assigned to ``name`` at the top of ``module`` (a dict of names, say)."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
+            continue
+        for target in node.targets if isinstance(node, ast.Assign) else [node.target]:
+            if isinstance(target, ast.Name) and target.id == name:
+                return ast.literal_eval(node.value)
+            if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple):  # a, b = "x", "y"
+                for element, value in zip(target.elts, node.value.elts):
+                    if isinstance(element, ast.Name) and element.id == name:
+                        return ast.literal_eval(value)
+    raise LookupError(f"{module}.{name} is not a top-level literal")
