@@ -2,9 +2,9 @@
 
 ``import timm`` imports torch and takes seconds; ``validate`` must answer in well under one. timm
 registers every model with ``@register_model`` on a function of that name (and old names with
-``register_model_deprecations``), and ``trainables.data.augment`` registers its ops and presets
-with ``@AUGMENTATIONS.register("name")``: reading those source files gives the same names as
-``timm.list_models()`` / ``AUGMENTATIONS.names()`` in milliseconds
+``register_model_deprecations``); our torch modules register with ``REGISTRY.register("name")``
+(augmentation ops, attention modules). Reading those source files gives the same names as
+``timm.list_models()``, ``AUGMENTATIONS.names()`` and ``ATTENTION.names()`` in milliseconds
 (``tests/orchestrator/test_checks.py`` holds both equal).
 """
 
@@ -17,12 +17,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["augmentation_names", "module_literal", "timm_model_names"]
+__all__ = ["attention_names", "augmentation_names", "module_literal", "registered_names", "timm_model_names"]
 
 _REGISTER_MODEL = re.compile(r"@register_model\s*\n\s*def\s+(\w+)\s*\(")
 _DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.S)
 _DEPRECATED_NAME = re.compile(r"""['"](\w+)['"]\s*:""")
-_REGISTER_AUGMENTATION = re.compile(r"""@AUGMENTATIONS\.register\(\s*['"](\w+)['"]\s*\)""")
 
 
 def _source_dir(module: str) -> Path:
@@ -45,10 +44,22 @@ def timm_model_names() -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=None)
+def registered_names(module: str, registry: str) -> tuple[str, ...]:
+    """Names registered in ``module`` with ``REGISTRY.register("name")``, sorted (without importing it)."""
+    spec = importlib.util.find_spec(module)
+    text = Path(spec.origin).read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(registry) + r"""\.register\(\s*['"]([\w-]+)['"]\s*\)""")
+    return tuple(sorted(set(pattern.findall(text))))
+
+
 def augmentation_names() -> tuple[str, ...]:
-    """Every op and preset name of ``trainables.data.augment.AUGMENTATIONS``, sorted."""
-    text = (_source_dir("trainables.data") / "augment.py").read_text(encoding="utf-8")
-    return tuple(sorted(set(_REGISTER_AUGMENTATION.findall(text))))
+    """Every op and preset name of ``trainables.data.augment.AUGMENTATIONS``."""
+    return registered_names("trainables.data.augment", "AUGMENTATIONS")
+
+
+def attention_names() -> tuple[str, ...]:
+    """Every module name of ``trainables.models.attention.ATTENTION``."""
+    return registered_names("trainables.models.attention", "ATTENTION")
 
 
 @functools.lru_cache(maxsize=None)

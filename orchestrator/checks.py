@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from orchestrator._known_names import augmentation_names, module_literal, timm_model_names
+from orchestrator._known_names import attention_names, augmentation_names, module_literal, timm_model_names
 from orchestrator.registry import closest
 
 __all__ = ["SANE_MAXIMA", "SEED_MAX", "config_problems", "data_problems", "number_problems", "start_problems"]
@@ -134,6 +134,9 @@ def _value_problems(where: str, key: str, value: Any) -> list[str]:
         return [p for p in [_backbone_problem(where, value)] if p]
     if key in ("augmentation", "offline_augmentation"):
         return _augmentation_problems(where, value)
+    if key == "attention" and isinstance(value, str) and value not in attention_names():
+        valid = attention_names()
+        return [f"{where}: unknown attention module {value!r}{_hint(value, valid)} (valid: {', '.join(valid)})"]
     if key == "pretrained" and isinstance(value, str):
         return [p for p in [_weights_problem(where, value)] if p]
     if key == "seed" and isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= SEED_MAX:

@@ -267,6 +267,8 @@ def _check_data(data: DataConfig) -> list[str]:
         return [f"data.path: {str(path)!r} does not exist (an image folder, or synthetic:corrosion for the demo set)"]
     if not path.is_dir():
         return [f"data.path: {str(path)!r} is a file; expected an image folder"]
+    if data.annotations is not None and not Path(data.annotations).expanduser().is_file():
+        return [f"data.annotations: {data.annotations!r} is not a file; give the COCO instance-segmentation JSON"]
     return []
 
 
@@ -286,6 +288,9 @@ def _describe(error: dict[str, Any], model: type[BaseModel], prefix: str = "") -
     if error["type"] == "value_error":
         return f"{where}: {re.sub(r'^Value error, ', '', error['msg'])}"
     got = repr(error.get("input"))
+    if error["type"] == "literal_error" and isinstance(error.get("input"), str):
+        valid = re.findall(r"'((?:[^'\\]|\\.)*)'", str((error.get("ctx") or {}).get("expected", "")))
+        return f"{where}: unknown name {error['input']!r}{_did_you_mean(error['input'], valid)} (valid: {', '.join(valid)})"
     return f"{where}: {error['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
