@@ -141,6 +141,8 @@ def validate_study(raw: dict[str, Any], source: str = "<study>") -> Study:
         study = Study.model_validate(raw)
     except ValidationError as err:
         problems = [_describe(e, Study) for e in err.errors()]
+        if "objective" in raw:  # the study wrote one `objective:`, validated as objectives[0]
+            problems = [re.sub(r"^objectives\.0\b", "objective", p) for p in problems]
         raise StudyError(source, typed + problems + _check_raw_params(raw)) from None
     problems = _check_trainable_config(study) + _check_data(study.data)
     problems = typed + (problems or config_problems(study))
