@@ -24,18 +24,26 @@ _DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.
 _DEPRECATED_NAME = re.compile(r"""['"](\w+)['"]\s*:""")
 
 
-def _source_dir(module: str) -> Path:
-    spec = importlib.util.find_spec(module)
+def _source(module: str) -> Path:
+    """The source file of ``module`` (a package: its folder), found without importing it or its parents.
+
+    ``importlib.util.find_spec("a.b.c")`` imports ``a.b``, and ``trainables.models`` imports torch.
+    """
+    top, *rest = module.split(".")
+    spec = importlib.util.find_spec(top)
     if spec is None or spec.origin is None:
-        raise ModuleNotFoundError(f"{module} is not installed")
-    return Path(spec.origin).parent
+        raise ModuleNotFoundError(f"{top} is not installed")
+    if not rest:
+        return Path(spec.origin).parent if spec.submodule_search_locations else Path(spec.origin)
+    path = Path(next(iter(spec.submodule_search_locations))).joinpath(*rest)
+    return path if path.is_dir() else path.with_suffix(".py")
 
 
 @functools.lru_cache(maxsize=None)
 def timm_model_names() -> frozenset[str]:
     """Every model name ``timm.create_model`` accepts (current and deprecated), without a pretrained tag."""
     names: set[str] = set()
-    for path in sorted((_source_dir("timm") / "models").glob("*.py")):
+    for path in sorted((_source("timm") / "models").glob("*.py")):
         text = path.read_text(encoding="utf-8")
         names.update(_REGISTER_MODEL.findall(text))
         for block in _DEPRECATIONS.findall(text):
@@ -46,8 +54,7 @@ def timm_model_names() -> frozenset[str]:
 @functools.lru_cache(maxsize=None)
 def registered_names(module: str, registry: str) -> tuple[str, ...]:
     """Names registered in ``module`` with ``REGISTRY.register("name")``, sorted (without importing it)."""
-    spec = importlib.util.find_spec(module)
-    text = Path(spec.origin).read_text(encoding="utf-8")
+    text = _source(module).read_text(encoding="utf-8")
     pattern = re.compile(re.escape(registry) + r"""\.register\(\s*['"]([\w-]+)['"]\s*\)""")
     return tuple(sorted(set(pattern.findall(text))))
 
@@ -65,8 +72,7 @@ def attention_names() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=None)
 def module_literal(module: str, name: str) -> Any:
     """The literal value assigned to ``name`` at the top of ``module`` (a dict of names, say)."""
-    spec = importlib.util.find_spec(module)
-    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    tree = ast.parse(_source(module).read_text(encoding="utf-8"))
     for node in tree.body:
         if not isinstance(node, (ast.Assign, ast.AnnAssign)) or node.value is None:
             continue

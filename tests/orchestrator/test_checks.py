@@ -214,3 +214,23 @@ def test_read_only_storage(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
     assert "permission denied" in storage_problem(locked, "demo")
+
+
+def test_validate_imports_neither_torch_nor_timm(tmp_path):
+    """The checks read names from source files: a bad study costs a second, not a torch import."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from orchestrator.cli import app\n"
+        f"args = ['validate', {str(DEMO)!r}, '--set', 'params.attention=eca', '--set', 'params.attention_placement=head',\n"
+        "        '--set', 'params.augmentation=[hflip, rotate]', '--set', 'params.backbone=ResNet18']\n"
+        "result = CliRunner().invoke(app, args)\n"
+        "assert result.exit_code == 0, result.output\n"
+        "print(sorted(m for m in ('torch', 'timm', 'ray') if m in sys.modules))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"
