@@ -14,6 +14,7 @@ imports torch or timm (see :mod:`orchestrator._known_names`).
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Union, get_args, get_origin
 
@@ -61,6 +62,8 @@ def number_problems(model: type[BaseModel], raw: Any, prefix: str = "") -> list[
         values = value if isinstance(value, list) else [value]
         if any(isinstance(v, bool) for v in values) and bool not in types and types & {int, float} and Any not in types:
             problems.append(f"{where}: expected a number, got {value!r} (YAML reads true/false/yes/no/on/off as booleans)")
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in values) and float in types:
+            problems.append(f"{where}: expected a finite number, got {value!r}")
         nested = next((t for t in types if isinstance(t, type) and issubclass(t, BaseModel)), None)
         if nested is not None and isinstance(value, dict):
             problems += number_problems(nested, value, where)

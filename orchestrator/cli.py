@@ -133,6 +133,12 @@ def resume(
 ) -> None:
     """Resume a crashed or interrupted study and finish it."""
     from orchestrator.runner import resume_study
+    from orchestrator.storage import is_uri, split_study_uri, storage_problem
+
+    if is_uri(study_dir) and not study_dir.startswith("file://"):
+        problem = storage_problem(*split_study_uri(study_dir))
+        if problem:
+            raise StudyError(study_dir, [problem.replace("--storage ", "", 1)], "cannot resume")
 
     resume_study(study_dir, err, address=address)
 

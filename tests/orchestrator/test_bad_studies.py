@@ -40,7 +40,7 @@ SECTIONS = {
 
 WRONG = {
     "int": ["many", [3], {"n": 3}, True, 2.5, None],
-    "float": ["fast", [0.1], {"x": 1}, False],
+    "float": ["fast", [0.1], {"x": 1}, False, float("inf"), float("nan")],
     "str": [3, [1, 2], {"a": 1}],
     "choice": [7, ["asha"], {"a": 1}],
     "bool": ["maybe", [True], {"x": 1}],

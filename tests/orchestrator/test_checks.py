@@ -116,6 +116,7 @@ def test_an_objective_the_trainable_never_reports():
         ({"epochs": True}, "params.epochs: expected a number, got True"),
         ({"dropout": False}, "params.dropout: expected a number, got False"),
         ({"dense_units": [True, 8]}, "params.dense_units: expected a number"),
+        ({"lr": float("inf")}, "params.lr: expected a finite number, got inf"),
         ({"image_size": 100_000}, "params.image_size: 100000 is beyond any sensible image_size (at most 4096)"),
         ({"batch_size": 10**12}, "params.batch_size: 1000000000000 is beyond any sensible batch_size"),
         ({"pretrained": "/no/such/weights.pth"}, "params.pretrained: weights file '/no/such/weights.pth' does not exist"),

@@ -98,6 +98,10 @@ def test_storage_with_an_unsupported_scheme():
     _refused("validate", DEMO, "--storage", "ftp://host/results", expected="unsupported scheme ftp://")
 
 
+def test_resume_from_an_unsupported_scheme():
+    _refused("resume", "ftp://host/results/demo", expected="ftp://host/results: unsupported scheme ftp://")
+
+
 def test_storage_in_an_unreachable_bucket(monkeypatch):
     import orchestrator.storage as storage
 
