@@ -38,16 +38,17 @@ def _steady(rates: list[float]) -> float:
 
 def bare(args) -> float:
     import trainables.classifier as classifier
+    import trainables.loop as loop
 
     reported: list[dict] = []
-    original = (classifier.load_trial_checkpoint, classifier.report_with_checkpoint)
-    classifier.load_trial_checkpoint = lambda: None
-    classifier.report_with_checkpoint = lambda metrics, state: reported.append(metrics)
+    original = (loop.load_trial_checkpoint, loop.report_with_checkpoint)
+    loop.load_trial_checkpoint = lambda: None
+    loop.report_with_checkpoint = lambda metrics, state: reported.append(metrics)
     try:
         torch.set_num_threads(CPUS)
         classifier.train_classifier(_config(args))
     finally:
-        classifier.load_trial_checkpoint, classifier.report_with_checkpoint = original
+        loop.load_trial_checkpoint, loop.report_with_checkpoint = original
     return _steady([m["time/train_img_per_s"] for m in reported])
 
 

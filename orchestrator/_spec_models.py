@@ -240,8 +240,28 @@ class CheckpointSpec(_Section):
     num_to_keep: int = Field(2, ge=1, le=10_000)
 
 
+MAX_RETRIES = 100
+"""The most ``failure.max_failures`` may be (``-1``, Ray's "retry forever", is refused)."""
+
+
 class FailureSpec(_Section):
-    max_failures: int = Field(1, ge=-1)
+    """Retries of a failed trial (Ray's ``FailureConfig``), each from the trial's last checkpoint.
+
+    ``max_failures`` is 0..100. A trial that fails again before it reported anything since its
+    last failure is not retried further (``orchestrator/_failures.py``).
+    """
+
+    max_failures: int = Field(1, le=MAX_RETRIES)
+
+    @field_validator("max_failures")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(
+                f"{value} is not a number of retries: Ray reads -1 as 'retry forever', and a trial that fails the same way "
+                f"every time would then never end; give 0 to {MAX_RETRIES} (e.g. 3 on spot workers)"
+            )
+        return value
 
 
 class WandbSpec(_Section):

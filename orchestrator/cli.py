@@ -27,6 +27,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator.exit_status import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_SCAN_WARNINGS
 from orchestrator.spec import StudyError, load_study
 from orchestrator.storage import DEFAULT_STORAGE
 
@@ -40,12 +41,6 @@ err = Console(stderr=True)
 if not err.is_terminal:
     err.width = 200  # logs and CI: keep tables and messages unwrapped
 
-EXIT_INVALID = 2
-"""Exit status for a study, path or option that cannot be used (nothing was started)."""
-
-EXIT_INTERNAL = 70
-"""Exit status for an unexpected failure of corrotune itself (sysexits' EX_SOFTWARE)."""
-
 _options = {"debug": False}
 
 F = TypeVar("F", bound=Callable[..., None])
@@ -57,6 +52,13 @@ def _global_options(
 ) -> None:
     """Hyperparameter and ablation studies on Ray Tune + Optuna + W&B."""
     _options["debug"] = debug
+
+
+def _end(outcome) -> None:
+    """Ends ``run``/``resume`` with the outcome's last line and exit status (orchestrator.exit_status)."""
+    style = "green" if outcome.exit_status == EXIT_OK else "red"
+    err.print(outcome.last_line(), style=style, markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(outcome.exit_status)
 
 
 def _fail(error: StudyError) -> None:
@@ -106,7 +108,11 @@ def run(
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
-    """Validate a study and run it to completion, ending with a leaderboard."""
+    """Validate a study and run it to completion, ending with a leaderboard.
+
+    Exit status: 0 every trial finished; 1 every trial errored; 2 the study cannot run (nothing
+    was started); 3 some trials errored (the others finished).
+    """
     from orchestrator.checks import data_problems, start_problems
 
     spec = load_study(study, overrides or [])
@@ -120,9 +126,7 @@ def run(
         raise StudyError(spec.data.path, problems, "unusable data")
     from orchestrator.runner import run_study
 
-    outcome = run_study(spec, storage, err, address=address)
-    if outcome.num_errors:
-        err.print(f"[yellow]{outcome.num_errors} trial(s) errored; see their error.txt files.[/yellow]")
+    _end(run_study(spec, storage, err, address=address))
 
 
 @app.command()
@@ -131,7 +135,10 @@ def resume(
     study_dir: str = typer.Argument(..., help="A study directory or URI (<storage>/<name>)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
 ) -> None:
-    """Resume a crashed or interrupted study and finish it."""
+    """Resume a crashed or interrupted study and finish it.
+
+    Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored).
+    """
     from orchestrator.runner import resume_study
     from orchestrator.storage import is_uri, split_study_uri, storage_problem
 
@@ -139,8 +146,7 @@ def resume(
         problem = storage_problem(*split_study_uri(study_dir))
         if problem:
             raise StudyError(study_dir, [problem.replace("--storage ", "", 1)], "cannot resume")
-
-    resume_study(study_dir, err, address=address)
+    _end(resume_study(study_dir, err, address=address))
 
 
 @app.command()
@@ -173,10 +179,6 @@ def validate(
     err.print(f"[green]ok[/green]: study {escape(repr(spec.name))} ({spec.trainable}, {spec.num_samples} trials)", highlight=False)
 
 
-SCAN_CLEAN, SCAN_WARNINGS, SCAN_ERRORS = 0, 1, 2
-"""``scan`` exit statuses: nothing found, warnings only, errors (unusable files or layout)."""
-
-
 @app.command()
 @_guarded
 def scan(
@@ -206,7 +208,7 @@ def scan(
             raise StudyError(str(json_file), [f"--json: {error.strerror or error}"], "cannot write the report") from None
         err.print(f"JSON report written to {json_file}", markup=False, highlight=False)
     severities = {f.severity for f in report.findings}
-    raise typer.Exit(SCAN_ERRORS if "error" in severities else SCAN_WARNINGS if "warning" in severities else SCAN_CLEAN)
+    raise typer.Exit(EXIT_INVALID if "error" in severities else EXIT_SCAN_WARNINGS if "warning" in severities else EXIT_OK)
 
 
 def _check_writable(target: Path) -> None:
@@ -220,6 +222,73 @@ def _check_writable(target: Path) -> None:
 
     if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
         raise StudyError(str(target), ["--json: permission denied; choose a file you can write"], "cannot write the report")
+
+
+@app.command()
+@_guarded
+def export(
+    study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/)."),
+    trial: Optional[str] = typer.Option(None, "--trial", help="Export this trial (its id, as in trials.csv)."),
+    best: bool = typer.Option(False, "--best", help="Export the best trial by the study objective (the default)."),
+    best_per_cell: bool = typer.Option(False, "--best-per-cell", help="Export the best trial of every ablation cell."),
+    fmt: str = typer.Option("onnx", "--format", help="onnx, torchscript or safetensors."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Model folder (with --best-per-cell: the folder of one sub-folder per cell). "
+        "Default: <study>/exports/<trial id>-<format>.",
+    ),
+    verify_images: Optional[Path] = typer.Option(
+        None, "--verify-images", help="Real images to check the export with (default: the trial's test split).",
+    ),
+    force: bool = typer.Option(False, "--force", help="Replace an earlier export in the same folder."),
+) -> None:
+    """Write a trial's best-epoch model as a folder usable outside corrotune, checked against PyTorch.
+
+    Example: corrotune export corrotune-results/demo --best --format onnx --out winner/
+    """
+    from orchestrator.deploy import DeployError, export_study
+
+    try:
+        export_study(
+            study_dir, trial=trial, best=best, best_per_cell=best_per_cell, fmt=fmt, out=out,
+            verify_images=verify_images, force=force, log=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True),
+        )
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+
+
+@app.command()
+@_guarded
+def predict(
+    model: Path = typer.Argument(..., help="An exported model folder (model.json), or a study directory."),
+    folder: Path = typer.Argument(..., help="Images to score (searched recursively)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="The CSV to write (or a folder for predictions.csv). Default: ./predictions.csv."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Two-class models: predict the positive class from this probability on (default: model.json's, 0.5).",
+    ),
+    trial: Optional[str] = typer.Option(None, "--trial", help="With a study directory: this trial instead of the best one."),
+) -> None:
+    """Score a folder of images with exactly the preprocessing the model was trained with.
+
+    Example: corrotune predict winner/ /data/new_photos --out predictions.csv
+    """
+    from orchestrator.deploy import DeployError, predict_folder
+
+    try:
+        summary = predict_folder(model, folder, out, trial=trial, batch_size=batch_size, device=device,
+                                 threshold=threshold, console=err)
+    except DeployError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
+    if summary.skipped:
+        err.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow] (also listed in {escape(str(summary.skipped_file))}):", highlight=False, soft_wrap=True)
+    for skipped in summary.skipped:
+        err.print(f"  {skipped.path}: {skipped.kind}: {skipped.detail}", highlight=False, soft_wrap=True, markup=False)
+    typer.echo(summary.line())
+    if not summary.predicted:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -16,7 +16,15 @@ __all__ = ["build_leaderboard", "cell_summary", "pareto_flags", "print_cell_summ
 
 META_KEY = "corrotune"  # trainables.TRIAL_META_KEY (not imported: keeps this module free of torch-side imports)
 
-_TEST_KEYS = ("test/accuracy", "test/f1")
+
+def _test_keys(results: list[Any]) -> list[str]:
+    """The registered trainables' leaderboard test columns (``TrainableEntry.test_columns``)
+    that some trial reported."""
+    from trainables import TRAINABLES  # cheap: the registry, no torch
+
+    reported = {key for result in results for key in (result.metrics or {})}
+    columns = dict.fromkeys(key for name in TRAINABLES for key in TRAINABLES.get(name).test_columns)
+    return [key for key in columns if key in reported]
 
 
 def _varying_keys(configs: list[dict[str, Any]]) -> list[str]:
@@ -37,12 +45,13 @@ def build_leaderboard(
     Returns:
         One row per trial, best first: ``rank, trial_id, cell, phase, seed, status, epochs,
         best, best_epoch, last``, the test metrics when the trial finished its budget, and
-        ``config/<key>`` for every key that varies between trials. Trials that never
-        reported rank last.
+        ``config/<key>`` for every key that varies between trials. Errored trials rank
+        after every finished one; within each, trials that never reported rank last.
     """
     results = list(results)
     configs = [dict(r.config or {}) for r in results]
     varying = _varying_keys(configs)
+    test_keys = _test_keys(results)
     rows = []
     for result, config in zip(results, configs):
         frame = result.metrics_dataframe
@@ -67,7 +76,7 @@ def build_leaderboard(
             for name, _ in (objectives or [])[1:]:
                 value = frame.loc[best_index, name] if name in frame else None
                 row[f"at_best/{name}"] = float(value) if value is not None and not math.isnan(value) else None
-        for key in _TEST_KEYS:
+        for key in test_keys:
             value = (result.metrics or {}).get(key)
             row[key] = float(value) if value is not None else None
         row.update({f"config/{k}": config.get(k) for k in varying})
@@ -76,7 +85,8 @@ def build_leaderboard(
         for row, flag in zip(rows, pareto_flags(rows, objectives)):
             row["pareto"] = flag
     sign = -1.0 if mode == "max" else 1.0
-    rows.sort(key=lambda r: (r["best"] is None, sign * r["best"] if r["best"] is not None else 0.0))
+    # an errored trial never ranks above a finished one, whatever it reported before failing
+    rows.sort(key=lambda r: (r["status"] == "ERROR", r["best"] is None, sign * r["best"] if r["best"] is not None else 0.0))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return [{"rank": r.pop("rank"), **r} for r in rows]
@@ -102,11 +112,11 @@ def pareto_flags(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) 
 
 def cell_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ablation cell: the best value's mean and std over the confirm runs (search runs when
-    the study has no confirm phase), with the number of runs."""
+    the study has no confirm phase), with the number of runs; errored runs are left out."""
     phase = "confirm" if any(r["phase"] == "confirm" for r in rows) else "search"
     cells: dict[str, list[float]] = {}
     for row in rows:
-        if row["phase"] == phase and row["best"] is not None:
+        if row["phase"] == phase and row["best"] is not None and row["status"] != "ERROR":
             cells.setdefault(row["cell"], []).append(row["best"])
     summary = []
     for cell, values in cells.items():
@@ -156,7 +166,8 @@ def print_leaderboard(rows: list[dict[str, Any]], metric: str, console: Console,
         return
     extra = [k for k in ("cell", "phase", "seed", "pareto") if any(r.get(k) not in (None, "base") for r in rows)]
     config_keys = [k for k in rows[0] if k.startswith("config/") and k.removeprefix("config/") not in extra]
-    columns = ["rank", "trial_id", *extra, "status", "epochs", "best", "best_epoch", *_TEST_KEYS, *config_keys]
+    test_keys = [k for k in rows[0] if k.startswith("test/")]
+    columns = ["rank", "trial_id", *extra, "status", "epochs", "best", "best_epoch", *test_keys, *config_keys]
     table = Table(title=f"Leaderboard by best {metric}", title_justify="left")
     for column in columns:
         table.add_column(column.removeprefix("config/"), justify="left" if column == "trial_id" else "right")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,8 @@ import yaml
 from rich.console import Console
 from rich.markup import escape
 
+from orchestrator._trial_errors import TrialError, group_errors, print_errors, quiet_ray_trial_errors, summarize_error
+from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
@@ -37,9 +39,33 @@ STUDY_FILE = "corrotune_study.yaml"
 
 @dataclass
 class StudyOutcome:
+    """How a ``run`` or ``resume`` ended.
+
+    Attributes:
+        study_dir: The local study directory.
+        rows: The leaderboard rows, best first (errored trials after every finished one).
+        num_errors: How many trials errored.
+        errors: Each distinct trial error once, with the ids of the trials it hit.
+    """
+
     study_dir: Path
     rows: list[dict[str, Any]]
     num_errors: int
+    errors: list[tuple[TrialError, list[str]]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """``EXIT_OK``, ``EXIT_SOME_ERRORED`` or ``EXIT_ALL_ERRORED`` (see :mod:`orchestrator.exit_status`)."""
+        return study_exit_status(len(self.rows), self.num_errors)
+
+    def last_line(self) -> str:
+        """The line a command ends with: how many trials finished and errored."""
+        finished = len(self.rows) - self.num_errors
+        if not self.num_errors:
+            return f"Study finished: {finished} trial{'s' if finished != 1 else ''} finished, none errored."
+        what = "all" if not finished else f"{self.num_errors} of"
+        return (f"Study finished with errors: {what} {len(self.rows)} trials errored"
+                f"{f', {finished} finished' if finished else ''} (errors above; exit status {self.exit_status}).")
 
 
 def _trainable(study: Study):
@@ -63,6 +89,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     from ray import tune
 
     from orchestrator._checkpoints import CheckpointPruner
+    from orchestrator._failures import StopRepeatedFailures
     from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
     from orchestrator.progress import ProgressPrinter
@@ -79,6 +106,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
         # keeps the best checkpoints, never the one a resume from the stored state needs
         CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
+        # Ray's retries stop for a trial that fails again before it reports anything
+        StopRepeatedFailures(study.failure.max_failures, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)),
     ]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
@@ -156,7 +185,19 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
             console.print(f"W&B ran offline; to upload: [bold]{escape(command)}[/bold]")
         elif place.remote:
             console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them", markup=False)
-    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
+    errors = _trial_errors(results, place)
+    print_errors(errors, console)
+    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows), errors=errors)
+
+
+def _trial_errors(results, place: StudyPlace) -> list[tuple[TrialError, list[str]]]:
+    """Each distinct error of the errored trials once (Ray's own per-retry tracebacks are off)."""
+    errored = []
+    for result in results:
+        if result.error is not None:
+            folder = Path(result.path).name
+            errored.append((folder.rsplit("_", 1)[-1], summarize_error(result.error, place.remote_path(f"{folder}/error.txt"))))
+    return group_errors(errored)
 
 
 def run_study(
@@ -229,6 +270,7 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet_ray_trial_errors()  # the study's end shows each trial error once (print_errors)
     mode = configure_wandb_env(study)
     _init_ray(study, address)
     return mode
@@ -281,17 +323,24 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
             console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}", markup=False)
 
 
-def _repair_driver_files(place: StudyPlace, console: Console) -> bool:
+def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
     """Local studies: driver files a kill cut short are put back or set aside (see ``_driver_files``).
 
     Returns False when no readable experiment state is left.
+
+    Raises:
+        StudyError: ``tuner.pkl`` is lost, or the newest state is and trials with results
+            depend on it (then nothing was changed and the message says how to repair it).
     """
-    from orchestrator._driver_files import repair_driver_files
+    from orchestrator._driver_files import StateLostError, repair_driver_files
 
     if place.remote:
         return True
     try:
-        return repair_driver_files(place.local_dir, lambda line: console.print(line, markup=False, highlight=False))
+        return repair_driver_files(place.local_dir, lambda line: console.print(line, markup=False, highlight=False),
+                                   trial_prefix=f"{trainable}_")  # see _trial_dirname
+    except StateLostError as err:
+        raise StudyError(place.uri, str(err).splitlines()) from None
     except ValueError as err:
         raise StudyError(place.uri, [str(err), "the study cannot be resumed; run it again under another name"]) from None
 
@@ -315,7 +364,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, place, console, address)
-    if not _repair_driver_files(place, console):
+    if not _repair_driver_files(place, study.trainable, console):
         _set_aside_unrecorded_trials(place, study.trainable, console)  # all of them: none was recorded
         console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)

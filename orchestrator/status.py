@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from orchestrator.exit_status import EXIT_INVALID
 from orchestrator.heartbeat import DriverState, driver_state
 from orchestrator.runner import STUDY_FILE, load_saved_study
 from orchestrator.spec import StudyError, read_yaml_mapping
@@ -38,7 +39,7 @@ from orchestrator.trials_table import (
 
 __all__ = ["EXIT_NOT_A_STUDY", "show_status"]
 
-EXIT_NOT_A_STUDY = 2
+EXIT_NOT_A_STUDY = EXIT_INVALID
 STATUS_ORDER = ("RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR")
 
 
@@ -133,8 +134,11 @@ def show_status(study_dir: Path, console: Console, top: int = 5, stale_after_s: 
     rows = table.rows()
     driver = _judge(study_dir, rows, stale_after_s)
     console.print(f"Study [bold]{escape(name)}[/bold]  {escape(str(study_dir))}", highlight=False)
-    colour = {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
-    console.print(f"State: [{colour}]{driver.state}[/{colour}] ({escape(driver.detail)})", highlight=False)
+    state, colour = driver.state, {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
+    errored = sum(r["status"] == "ERROR" for r in rows)
+    if state == "finished" and errored:
+        state, colour = f"finished with {errored} error{'s' if errored != 1 else ''}", "red"
+    console.print(f"State: [{colour}]{state}[/{colour}] ({escape(driver.detail)})", highlight=False)
     if not rows and driver.state == "running":
         console.print("No trial state yet (the driver is preparing data, or Ray has not written its first snapshot).")
     elif not rows:

@@ -9,31 +9,47 @@ Example:
     'resnet18'
 """
 
-from trainables._registry import TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
+from trainables._registry import ARTIFACT_COUNT_KEY, TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
 from trainables.noop_config import NoopConfig
+from trainables.training_config import TrainingConfig
 
 _TIMINGS = ("time/*", "resumed_from_epoch", "epoch")
 CLASSIFIER_METRICS = (
-    "train/loss", "lr", "phase", "best_epoch", "val/best", "model/params", "model/gflops", "model/latency_ms",
+    "train/loss", "lr", "phase", "best_epoch", "val/best", "model/params", "model/gflops", "model/latency_ms", ARTIFACT_COUNT_KEY,
     *(f"{split}/{name}" for split in ("val", "test") for name in (
         "loss", "accuracy", "precision", "recall", "f1", "roc_auc", "pr_auc", "kappa", "tp", "fp", "tn", "fn", "f1/*")),
     *_TIMINGS,
 )
 """What ``trainables/classifier.py`` reports (``test/*`` once, at the end of a full budget)."""
 
+_TINY_DATA = {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}}
+
 register_trainable(
-    "classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification", metrics=CLASSIFIER_METRICS
+    "classifier", ClassifierConfig, "trainables.classifier:train_classifier", task="classification",
+    test_columns=("test/accuracy", "test/f1"),
+    artifact_files=("confusion_matrix.png", "roc.png", "pr.png", "curves.png"),
+    tiny_config={
+        "data": _TINY_DATA, "backbone": "resnet10t", "image_size": 32, "batch_size": 8, "epochs": 2,
+        "dense_units": 8, "gradcam_images": 1, "profile": False,
+    },
+    metrics=CLASSIFIER_METRICS,
 )
-register_trainable("noop", NoopConfig, "trainables.noop:train_noop", task="classification", metrics=("score", "node_id", "pid", *_TIMINGS))
+register_trainable(
+    "noop", NoopConfig, "trainables.noop:train_noop", task="classification",
+    tiny_config={"data": _TINY_DATA, "epochs": 2, "x": 0.5},
+    metrics=("score", "node_id", "pid", *_TIMINGS),
+)
 
 __all__ = [
+    "ARTIFACT_COUNT_KEY",
     "TRAINABLES",
     "TRIAL_META_KEY",
     "ClassifierConfig",
     "DataConfig",
     "TrainableEntry",
+    "TrainingConfig",
     "get_trainable",
     "register_trainable",
     "split_trial_meta",

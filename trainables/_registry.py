@@ -7,18 +7,22 @@ before Ray or torch are loaded) with the import path of the Ray Tune function tr
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
-from typing import Any, Callable
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel
 
 from orchestrator.registry import Registry
 
-__all__ = ["TRAINABLES", "TRIAL_META_KEY", "TrainableEntry", "get_trainable", "register_trainable", "split_trial_meta"]
+__all__ = ["ARTIFACT_COUNT_KEY", "TRAINABLES", "TRIAL_META_KEY", "TrainableEntry", "get_trainable", "register_trainable", "split_trial_meta"]
 
 TRIAL_META_KEY = "corrotune"
 """Trial config key under which the orchestrator records a trial's place in the study
 (``cell``, ``factors``, ``phase``, ``repeat``); the trainable itself never sees it."""
+
+ARTIFACT_COUNT_KEY = "artifacts/files"
+"""Result key in which a trial reports how many artifact files it wrote (the W&B logger waits
+for that many; ``orchestrator/_wandb_artifacts.py`` reads the same key)."""
 
 
 def split_trial_meta(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -37,6 +41,10 @@ class TrainableEntry:
         entrypoint: ``"module:function"`` of the Ray Tune function trainable.
         task: ``classification`` or ``segmentation``: how its dataset is read.
         epochs_key: Config key holding the epoch budget (the schedulers' ``max_t``).
+        test_columns: Final test metrics the leaderboard shows for its trials.
+        artifact_files: Files its ``artifacts/`` folder always holds after a finished trial.
+        tiny_config: A config that runs in seconds on a CPU (two epochs or more): the contract
+            test (``tests/trainables/test_contract.py``) runs every registered trainable with it.
         metrics: The metric names its results carry, ``fnmatch`` patterns allowed
             (``val/f1/*``); a study's objectives must name one. Empty: not declared, not checked.
     """
@@ -46,6 +54,9 @@ class TrainableEntry:
     entrypoint: str
     task: str = "classification"
     epochs_key: str = "epochs"
+    test_columns: tuple[str, ...] = ()
+    artifact_files: tuple[str, ...] = ()
+    tiny_config: Mapping[str, Any] = field(default_factory=dict)
     metrics: tuple[str, ...] = ()
 
     def reports(self, metric: str) -> bool:
@@ -79,10 +90,22 @@ TRAINABLES: Registry[TrainableEntry] = Registry("trainable")
 
 
 def register_trainable(
-    name: str, config_model: type[BaseModel], entrypoint: str, task: str, metrics: tuple[str, ...] = ()
+    name: str,
+    config_model: type[BaseModel],
+    entrypoint: str,
+    task: str,
+    *,
+    test_columns: tuple[str, ...] = (),
+    artifact_files: tuple[str, ...] = (),
+    tiny_config: Mapping[str, Any] | None = None,
+    metrics: tuple[str, ...] = (),
 ) -> TrainableEntry:
-    """Registers a trainable; returns its entry (``metrics``: see :class:`TrainableEntry`)."""
-    entry = TrainableEntry(name=name, config_model=config_model, entrypoint=entrypoint, task=task, metrics=tuple(metrics))
+    """Registers a trainable; returns its entry (see :class:`TrainableEntry` for the arguments)."""
+    entry = TrainableEntry(
+        name=name, config_model=config_model, entrypoint=entrypoint, task=task,
+        test_columns=tuple(test_columns), artifact_files=tuple(artifact_files), tiny_config=dict(tiny_config or {}),
+        metrics=tuple(metrics),
+    )
     TRAINABLES.register(name)(entry)
     return entry
 

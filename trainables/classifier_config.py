@@ -6,22 +6,19 @@ Every variant of the classification papers (P000, P002, P003) is a value of thes
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional, Union
+from typing import ClassVar, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from trainables.data.config import DataConfig
+from trainables.training_config import AugmentationSpec, TrainingConfig
 
 __all__ = ["ClassifierConfig"]
 
-AugmentationSpec = Union[str, list[Union[str, dict[str, Any]]], None]
 
-
-class ClassifierConfig(BaseModel):
-    """One classifier trial. Search spaces suggest values for these same keys.
+class ClassifierConfig(TrainingConfig):
+    """One classifier trial: the shared training keys (:class:`TrainingConfig`) plus these.
 
     Attributes:
-        data: Dataset section (filled from the study's ``data``).
         backbone: A ``timm`` model name (``resnet18``, ``tf_efficientnetv2_b0``, ...) or a
             paper's name (``ResNet50``, ``EfficientNetV2B0``: ``PAPER_BACKBONES``).
         pretrained: ``False``, ``True`` (timm hub; fails fast offline) or a local
@@ -48,39 +45,29 @@ class ClassifierConfig(BaseModel):
             frequency) or ``None``.
         positive_class: Class name scored as positive by binary metrics; default the
             second class in sorted order (P003's numbers need ``NOCORROSION``).
-        select_metric: Validation metric that picks the best epoch, whose weights score the
-            test split at the end (higher is better, except losses).
-        optimizer: adam | adamw | sgd; ``momentum`` for sgd.
-        lr_schedule: ``constant`` or ``cosine`` (after ``warmup_epochs`` of linear warm-up).
+        select_metric: Validation metric that picks the best epoch (one of ``SELECT_METRICS``).
         fine_tune_fraction: Top fraction of backbone layers that train (0 = frozen backbone,
             1 = all); a layer is a parameterised leaf module in forward order
             (``trainables/finetune.py``); BatchNorm statistics stay frozen in frozen layers.
         phase1_epochs: > 0 enables P003's two-phase schedule: the head alone trains for this
             many epochs at ``phase1_lr``, then ``fine_tune_fraction`` of the backbone joins at
             ``lr`` for the remaining ``epochs - phase1_epochs`` (one continuous curve for ASHA).
-        epochs: Epoch budget (the schedulers' ``max_t``).
-        image_size: Square input side in pixels.
-        resize: How images reach ``image_size``: stretch, letterbox (pad, keep aspect) or
-            center_crop.
-        normalization: ``imagenet`` mean/std, ``unit`` (÷255) or ``caffe`` (BGR mean subtraction).
         augmentation: Training-batch augmentation: a preset (``p000``, ``p002``, ``p003``,
             ``p004``), ``none``, or a list of ops (``["hflip", {"rotate": {"degrees": 10}}]``);
-            see ``trainables/data/augment.py``.
+            see ``trainables/data/augment.py``. The other shared keys (optimiser, schedule,
+            batch size, epochs, image size, normalisation, seed, device, AMP, ...) are
+            documented on :class:`TrainingConfig`.
         offline_expansion: P004's offline ×k expansion: the train split (only, after
             splitting) is grown to k× its size with augmented copies once, at trial start.
         offline_augmentation: The augmentation that makes those copies (default: ``augmentation``).
-        seed: Seeds weights, batch order and augmentation.
-        device: ``auto`` takes CUDA when present.
-        amp: Mixed precision (CUDA only; ignored on CPU).
-        channels_last: NHWC memory format (CUDA only; ignored on CPU).
-        profile: Report params, FLOPs and batch-1 latency (``model/*``) once at the start.
         artifacts: Write confusion matrix, ROC, PR, curves and Grad-CAM overlays at the end.
         gradcam_images: How many validation images get a Grad-CAM overlay.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    SELECT_METRICS: ClassVar[tuple[str, ...]] = (
+        "val/accuracy", "val/f1", "val/precision", "val/recall", "val/roc_auc", "val/pr_auc", "val/kappa", "val/loss"
+    )
 
-    data: DataConfig
     backbone: str = "resnet18"
     pretrained: Union[bool, str] = False
     spatial_dropout: float = Field(0.0, ge=0.0, lt=1.0)
@@ -99,39 +86,13 @@ class ClassifierConfig(BaseModel):
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0)
     class_weights: Union[Literal["balanced"], list[float], None] = None
     positive_class: Optional[str] = None
-    select_metric: Literal[
-        "val/accuracy", "val/f1", "val/precision", "val/recall", "val/roc_auc", "val/pr_auc", "val/kappa", "val/loss"
-    ] = "val/accuracy"
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = Field(0.0, ge=0.0)
-    lr_schedule: Literal["constant", "cosine"] = "constant"
-    warmup_epochs: int = Field(0, ge=0)
-    fine_tune_fraction: float = Field(1.0, ge=0.0, le=1.0)
-    phase1_epochs: int = Field(0, ge=0)
-    phase1_lr: float = Field(1e-3, gt=0.0)
-    batch_size: int = Field(32, ge=1)
-    eval_batch_size: int = Field(128, ge=1)
-    epochs: int = Field(10, ge=1)
-    image_size: int = Field(128, ge=16)
-    resize: Literal["stretch", "letterbox", "center_crop"] = "stretch"
-    normalization: Literal["imagenet", "unit", "caffe"] = "imagenet"
-    augmentation: AugmentationSpec = "hflip"
+    select_metric: str = "val/accuracy"
     offline_expansion: int = Field(1, ge=1)
     offline_augmentation: AugmentationSpec = None
-    seed: int = 0
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: bool = True
-    channels_last: bool = True
-    profile: bool = True
-    artifacts: bool = True
     gradcam_images: int = Field(8, ge=0)
 
     @model_validator(mode="after")
     def _consistent(self) -> "ClassifierConfig":
-        if self.phase1_epochs >= self.epochs:
-            raise ValueError(f"phase1_epochs ({self.phase1_epochs}) must be below epochs ({self.epochs})")
         if (self.attention == "none") != (self.attention_placement == "none"):
             raise ValueError(
                 f"attention {self.attention!r} with attention_placement {self.attention_placement!r}: "

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import trainables.classifier as classifier
+import trainables.loop as loop
 
 CONFIG = {
     "data": {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}},
@@ -48,8 +49,8 @@ class _FakeSession:
 
 
 def _run(monkeypatch, session: _FakeSession) -> _FakeSession:
-    monkeypatch.setattr(classifier, "load_trial_checkpoint", session.load)
-    monkeypatch.setattr(classifier, "report_with_checkpoint", session.report)
+    monkeypatch.setattr(loop, "load_trial_checkpoint", session.load)
+    monkeypatch.setattr(loop, "report_with_checkpoint", session.report)
     try:
         classifier.train_classifier(dict(CONFIG))
     except _Killed:
