@@ -217,14 +217,20 @@ def start_problems(study, storage: str, address: Union[str, None]) -> list[str]:
 
 
 def data_problems(study, log: Callable[[str], None]) -> list[str]:
-    """Why the study's data cannot be trained on, found by scanning it (the scan is cached)."""
+    """Why the study's data cannot be trained on, found by scanning it (the scan is cached).
+
+    ``log`` receives the scan's report when there is a problem.
+    """
     if study.data.is_synthetic:
         return []
     from trainables import TRAINABLES
     from trainables.data.prepare import DataPreparationError, plan_dataset
 
+    lines: list[str] = []  # the scan's report is shown with a problem (on success the run shows it)
     try:
-        plan_dataset(study.data, TRAINABLES.get(study.trainable).task, log)
+        plan_dataset(study.data, TRAINABLES.get(study.trainable).task, lines.append)
     except DataPreparationError as err:
+        for line in lines:
+            log(line)
         return [str(err), "nothing was started and no study folder was created; fix the data and run again"]
     return []

@@ -87,6 +87,8 @@ def _duplicate_groups(index: SampleIndex, root: Path, report) -> list[str]:
 
 
 SCAN_CACHE_VERSION = 1
+_HASHED: dict[tuple, str] = {}
+"""The last folder's file stats -> its scan cache key (this process only)."""
 
 
 def cached_scan(root: Path, log: Callable[[str], None] = print):
@@ -97,10 +99,17 @@ def cached_scan(root: Path, log: Callable[[str], None] = print):
     """
     from trainables.data.scan import ScanReport, content_hash, scan_path
 
-    digest = hashlib.sha256(f"scan-v{SCAN_CACHE_VERSION}|{root.resolve()}".encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f"|{path.relative_to(root).as_posix()}:{content_hash(path)}".encode())
-    cached = cache_dir("scans") / f"{digest.hexdigest()[:32]}.json"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    # `run` checks the data before it creates the study folder, then prepares it: within one
+    # process, files whose size and modification time did not change are not hashed again
+    stats = (str(root.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stats not in _HASHED:
+        digest = hashlib.sha256(f"scan-v{SCAN_CACHE_VERSION}|{root.resolve()}".encode())
+        for path in files:
+            digest.update(f"|{path.relative_to(root).as_posix()}:{content_hash(path)}".encode())
+        _HASHED.clear()
+        _HASHED[stats] = digest.hexdigest()[:32]
+    cached = cache_dir("scans") / f"{_HASHED[stats]}.json"
     if cached.is_file():
         log(f"Data: scan of {root} reused (no file changed since {cached.name})")
         return ScanReport.from_json(json.loads(cached.read_text()))
