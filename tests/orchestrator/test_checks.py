@@ -235,3 +235,8 @@ def test_validate_imports_neither_torch_nor_timm(tmp_path):
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("value", [[1], {"a": 1}, ["classifier"]])
+def test_a_trainable_that_is_no_string_is_a_type_error_not_a_crash(value):
+    assert "trainable: Input should be a valid string" in _problems({**_raw(), "trainable": value})
