@@ -169,6 +169,10 @@ def _data_problems(study, task: str) -> list[str]:
     layout, classes = _dataset(study)
     from trainables import TRAINABLES
 
+    if task == "segmentation" and not study.data.is_synthetic and layout in ("imagefolder", "presplit"):
+        return [f"data.path: {study.data.path!r} is a classification folder ({layout}: <class>/*), but the "
+                f"{study.trainable} trainable segments images and reads images/ + masks/ folders or COCO "
+                "annotations (data.format: coco)"]
     if task == "classification" and layout.startswith("segmentation"):
         segmenters = [n for n in TRAINABLES if TRAINABLES.get(n).task == "segmentation"]
         use = f"use a segmentation trainable ({', '.join(segmenters)})" if segmenters else "no segmentation trainable is registered yet"

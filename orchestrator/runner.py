@@ -196,7 +196,8 @@ def _trial_errors(results, place: StudyPlace) -> list[tuple[TrialError, list[str
     for result in results:
         if result.error is not None:
             folder = Path(result.path).name
-            errored.append((folder.rsplit("_", 1)[-1], summarize_error(result.error, place.remote_path(f"{folder}/error.txt"))))
+            trial_id = (result.metrics or {}).get("trial_id") or folder  # as the leaderboard names it
+            errored.append((trial_id, summarize_error(result.error, place.remote_path(f"{folder}/error.txt"))))
     return group_errors(errored)
 
 

@@ -21,8 +21,8 @@ TRIAL_META_KEY = "corrotune"
 (``cell``, ``factors``, ``phase``, ``repeat``); the trainable itself never sees it."""
 
 ARTIFACT_COUNT_KEY = "artifacts/files"
-"""Result key in which a trial reports how many artifact files it wrote (the W&B logger waits
-for that many; ``orchestrator/_wandb_artifacts.py`` reads the same key)."""
+"""Result key in which a trial reports how many images (``artifacts/*.png``) it wrote: the W&B
+logger waits for that many (``orchestrator/_wandb_artifacts.py`` reads the same key)."""
 
 
 def split_trial_meta(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -314,9 +314,10 @@ def test_presplit_without_val_and_class_missing_from_val(tmp_path):
         (tmp_path / split / cls).mkdir(parents=True)
         shutil.copy(src[i], tmp_path / split / cls / "img.jpg")
     report = scan_path(tmp_path)
-    layout = _one(report, "layout")
-    assert (layout.severity, layout.paths) == ("error", ["test/", "train/"])
-    assert "needs train/ and val/" in layout.detail
+    carved = _one(report, "val_from_train")
+    assert (carved.severity, carved.paths) == ("info", ["train/"])
+    assert "carved from train/" in carved.detail
+    assert not [f for f in report.findings if f.kind == "layout"]
 
 
 # ---------------------------------------------------------------------------- layout problems
@@ -407,7 +408,7 @@ def test_segmentation_findings(seg_folder):
     not_binary = {f.paths[0]: f for f in _kinds(report)["mask_not_binary"]}
     assert set(not_binary) == {f"masks/{jpeg_mask}.jpg", f"masks/{grey_levels}.png"}
     assert not_binary[f"masks/{jpeg_mask}.jpg"].severity == "warning"
-    assert "thresholded at 128" in not_binary[f"masks/{jpeg_mask}.jpg"].detail
+    assert "snapped to the nearest valid class value" in not_binary[f"masks/{jpeg_mask}.jpg"].detail
     assert not_binary[f"masks/{grey_levels}.png"].severity == "info"
     assert "values 0, 100, 200" in not_binary[f"masks/{grey_levels}.png"].detail
     assert report.unusable() == [f"images/{no_mask}.jpg", f"images/{wrong_size}.jpg", f"masks/{wrong_size}.png"]

@@ -58,7 +58,7 @@ def find_coco_annotations(root: Path) -> Optional[Path]:
 
 def read_index(data: DataConfig, task: str, *, strict: bool = True) -> SampleIndex:
     """Reads the dataset of ``data`` for ``task`` without splitting or scanning it."""
-    root = resolve_root(data)
+    root = resolve_root(data, task)
     if task == "classification":
         return scan_classification_folder(root)
     if data.format == "coco" or (data.format == "auto" and data.annotations):
@@ -156,7 +156,7 @@ def plan_dataset(
         DataPreparationError: a layout the task's reader does not take, unusable files with
             ``on_bad_files: stop``, or too few usable samples to train and validate on.
     """
-    root = resolve_root(data)
+    root = resolve_root(data, task)
     report = cached_scan(root, log)
     if on_scan is not None:
         on_scan(report)

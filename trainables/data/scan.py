@@ -450,6 +450,7 @@ def scan_path(
             out.add("non_image", "info", [e.rel], f"not an image ({Path(e.rel).suffix or 'no suffix'}): ignored")
     if layout.startswith("segmentation"):
         usable = _pair_masks(images, masks, out)
+        _mask_class_finding(masks, out)
     else:
         usable = [e for e in images if e.error is None]
     usable = _duplicate_findings(usable, out, near_duplicate_threshold)
@@ -548,13 +549,22 @@ def _pair_masks(images: list[_Entry], masks: list[_Entry], out: _Findings) -> li
     return usable
 
 
+def _mask_class_finding(masks: list[_Entry], out: _Findings) -> None:
+    """How many classes the lossless masks hold, as the segmenter's ``num_classes: null`` detects them."""
+    values = {v for m in masks if m.error is None and m.fmt not in ("JPEG", "MPO") and not m.colours for v in m.values}
+    if values:
+        k = 2 if values <= {0, 255} or values <= {0, 1} else max(values) + 1
+        shown = ", ".join(map(str, sorted(values)[:8])) + (", ..." if len(values) > 8 else "")
+        out.add("mask_classes", "info", [], f"masks hold {k} classes (values {shown}); num_classes: null detects {k}")
+
+
 def _mask_findings(mask: _Entry, out: _Findings) -> None:
     values = mask.values
     if values == (0,):
         out.add("empty_mask", "info", [mask.rel], "mask is all background (0)")
     elif mask.fmt in ("JPEG", "MPO"):
         out.add("mask_not_binary", "warning", [mask.rel], "JPEG mask (lossy compression adds in-between values): "
-                "will be thresholded at 128")
+                "each pixel is snapped to the nearest valid class value")
     elif mask.colours:
         more = "+" if mask.colours > 16 else ""
         out.add("mask_not_binary", "warning", [mask.rel], f"colour-coded RGB mask ({min(mask.colours, 16)}{more} colours): "
@@ -736,9 +746,13 @@ def _layout_findings(layout: str, splits: dict[str, str], classes: dict[str, int
         out.add("layout", "error", [], "no class folders (<class>/*), pre-split folders ({train,val,test}/<class>/*) or "
                 "segmentation folders (images/ + masks/) found" + (f"; {len(images)} images read" if images else ""))
         return
-    if layout in ("presplit", "segmentation_presplit") and not {"train", "val"} <= set(splits):
+    if layout in ("presplit", "segmentation_presplit") and "train" not in splits:
         out.add("layout", "error", [f"{d}/" for d in sorted(splits.values())],
-                f"a pre-split folder needs train/ and val/ (or validation/); found {sorted(splits)}")
+                f"a pre-split folder needs train/ (val/ is carved from it when missing); found {sorted(splits)}")
+    elif layout in ("presplit", "segmentation_presplit") and "val" not in splits:
+        out.add("val_from_train", "info", [f"{splits['train']}/"],
+                "no val/ folder: validation is carved from train/ at data.split's val share "
+                "(stratified, duplicate groups kept together)")
     if layout.startswith("segmentation"):
         for group, n in classes.items():
             if n == 0:
