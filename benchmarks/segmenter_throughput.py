@@ -11,7 +11,7 @@ optimiser and thread count for both):
   time spent producing batches (indexing, augmentation, normalisation), measured in-process
   (goal ≤ 5 %), and ``data_load_s``: reading the splits from the warm cache at trial start.
 
-    python benchmarks/segmenter_throughput.py [--epochs 3] [--image-size 128] [--num-images 200]
+    python benchmarks/segmenter_throughput.py [--epochs 3] [--image-size 128] [--num-images 200] [--threads N]
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
 from _tune_rate import steady, tune_train_rate  # noqa: E402
 
-CPUS = os.cpu_count() or 1
+CPUS = os.cpu_count() or 1  # --threads overrides: the trial's CPUs and both loops' torch threads
 
 
 def _config(args) -> dict:
@@ -121,13 +121,16 @@ def under_tune(args) -> float:
 
 
 def main() -> None:
+    global CPUS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder", default="mobilenet_v2")
+    parser.add_argument("--threads", type=int, default=CPUS, help="CPUs of the trial and torch threads (default: all)")
     args = parser.parse_args()
+    CPUS = args.threads
     os.environ.setdefault("WANDB_MODE", "disabled")
     torch.set_num_threads(CPUS)
     started = time.perf_counter()

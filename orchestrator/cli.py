@@ -177,11 +177,15 @@ def export(
 def predict(
     model: Path = typer.Argument(..., help="An exported model folder (model.json), or a study directory."),
     folder: Path = typer.Argument(..., help="Images to score (searched recursively)."),
-    out: Optional[Path] = typer.Option(None, "--out", help="The CSV to write (or a folder for predictions.csv). Default: ./predictions.csv."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="Classification: the CSV to write (or a folder for predictions.csv), default ./predictions.csv. "
+        "Segmentation: the folder for masks/, overlays/ and predictions.csv, default ./predictions/.",
+    ),
     batch_size: int = typer.Option(32, "--batch-size", help="Images per forward pass."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda or auto."),
     threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Two-class models: predict the positive class from this probability on (default: model.json's, 0.5).",
+        None, "--threshold", help="Two-class models: predict the positive class (foreground pixels) from this probability on "
+        "(default: model.json's).",
     ),
     trial: Optional[str] = typer.Option(None, "--trial", help="With a study directory: this trial instead of the best one."),
 ) -> None:

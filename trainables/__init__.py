@@ -12,6 +12,7 @@ Example:
 from trainables._registry import ARTIFACT_COUNT_KEY, TRAINABLES, TRIAL_META_KEY, TrainableEntry, get_trainable, register_trainable, split_trial_meta
 from trainables.classifier_config import ClassifierConfig
 from trainables.data.config import DataConfig
+from trainables.esg_convnext_config import EsgConvNeXtConfig
 from trainables.noop_config import NoopConfig
 from trainables.segmenter_config import SegmenterConfig
 from trainables.training_config import TrainingConfig
@@ -37,6 +38,15 @@ register_trainable(
     },
 )
 register_trainable(
+    "esg_convnext", EsgConvNeXtConfig, "trainables.esg_convnext:train_esg_convnext", task="classification",
+    test_columns=("test/accuracy", "test/f1"),
+    artifact_files=("confusion_matrix.png", "roc.png", "pr.png", "curves.png", "tsne.png", "tsne.csv"),
+    tiny_config={
+        "data": _TINY_DATA, "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 16], "image_size": 64, "batch_size": 8,
+        "epochs": 2, "warmup_epochs": 0, "offline_expansion": 1, "fps_repeats": 1,
+    },
+)
+register_trainable(
     "noop", NoopConfig, "trainables.noop:train_noop", task="classification",
     tiny_config={"data": _TINY_DATA, "epochs": 2, "x": 0.5},
 )
@@ -47,6 +57,7 @@ __all__ = [
     "TRIAL_META_KEY",
     "ClassifierConfig",
     "DataConfig",
+    "EsgConvNeXtConfig",
     "SegmenterConfig",
     "TrainableEntry",
     "TrainingConfig",

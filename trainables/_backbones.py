@@ -125,6 +125,8 @@ def create_backbone(name: str, pretrained: Union[bool, str] = False) -> nn.Modul
     """
     import timm
 
+    import trainables.models  # noqa: F401  (registers esg_convnext_<size> with timm)
+
     name = resolve_backbone_name(name)
     if not timm.is_model(name):
         close = difflib.get_close_matches(name, timm.list_models(), n=12, cutoff=0.6)

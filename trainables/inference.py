@@ -35,7 +35,9 @@ __all__ = [
     "ClassPredictions",
     "ClassifierAdapter",
     "InferenceAdapter",
+    "MaskPredictions",
     "Preprocessing",
+    "SegmenterAdapter",
     "get_adapter",
     "register_adapter",
 ]
@@ -268,3 +270,88 @@ class ClassifierAdapter(InferenceAdapter):
         cut = threshold if self.positive == 1 else 1.0 - threshold
         predicted = (probabilities[:, 1] >= np.float32(cut)).astype(np.int64)
         return ClassPredictions(probabilities, predicted)
+
+
+@dataclass(frozen=True)
+class MaskPredictions:
+    """Decoded segmenter outputs.
+
+    Attributes:
+        predicted: (N, H, W) uint8 class index per pixel (binary: 0 background, 1 foreground).
+        foreground: (N, H, W) float32 foreground probability (binary models), else None.
+    """
+
+    predicted: np.ndarray
+    foreground: np.ndarray | None
+
+
+@register_adapter
+class SegmenterAdapter(InferenceAdapter):
+    """The ``segmenter`` trainable (smp): logits (N, 1, H, W) for binary masks, else (N, K, H, W).
+
+    The decision mirrors the trial's scoring (``trainables/metrics.py: segmentation_stats``): a
+    pixel is foreground when its sigmoid probability >= ``threshold`` (the trial's
+    ``threshold``, default 0.5; smp's ``get_stats`` rule); more classes: the most probable one.
+    """
+
+    trainable = "segmenter"
+    task = "segmentation"
+
+    def __init__(self, config: dict[str, Any], classes: Sequence[str]) -> None:
+        super().__init__(config, classes)
+        from trainables import get_trainable
+
+        self.cfg = get_trainable(self.trainable).config_model.model_validate(self.config)
+
+    def build_network(self) -> nn.Module:
+        from trainables.segmenter_build import build_model
+
+        return build_model(self.cfg.model_copy(update={"encoder_weights": None}), len(self.classes))
+
+    def preprocessing(self) -> Preprocessing:
+        return Preprocessing(self.cfg.image_size, self.cfg.resize, self.cfg.normalization)
+
+    def describe(self, network: nn.Module) -> dict[str, Any]:
+        from trainables.segmenter_build import num_outputs
+
+        outputs = num_outputs(len(self.classes))
+        binary = outputs == 1
+        return {
+            "architecture": {
+                "network": f"smp.create_model({self.cfg.arch!r})", "arch": self.cfg.arch, "encoder": self.cfg.encoder,
+                "encoder_depth": self.cfg.encoder_depth, "num_outputs": outputs, "parameters": _parameter_count(network),
+            },
+            "output": {
+                "name": "logits", "shape": ["batch", outputs, "height", "width"],
+                "activation": "sigmoid" if binary else "softmax",
+                "meaning": "P(foreground) = sigmoid(logits[:, 0]) per pixel" if binary else "class = argmax(logits, dim=1)",
+            },
+            "decision": {
+                "positive_class": self.classes[1] if binary else None,
+                "threshold": self.cfg.threshold if binary else None,
+                "rule": "foreground where P(foreground) >= threshold (the trial's scoring)" if binary
+                else "the most probable class per pixel",
+            },
+        }
+
+    def decode(self, outputs: np.ndarray, threshold: float | None = None) -> MaskPredictions:
+        """Per-pixel classes (and the foreground probability of binary models) of a batch.
+
+        Args:
+            outputs: (N, 1, H, W) or (N, K, H, W) logits.
+            threshold: Binary models: foreground from this probability on (default: the trial's).
+        """
+        self.check_threshold(threshold)
+        x = torch.as_tensor(np.asarray(outputs, dtype=np.float32))
+        if x.shape[1] == 1:
+            foreground = torch.sigmoid(x[:, 0])
+            cut = self.cfg.threshold if threshold is None else float(threshold)
+            return MaskPredictions((foreground >= cut).to(torch.uint8).numpy(), foreground.numpy())
+        return MaskPredictions(x.argmax(dim=1).to(torch.uint8).numpy(), None)
+
+    def export_limits(self, network: nn.Module) -> dict[str, str]:
+        if getattr(network, "_is_torch_exportable", True) is False:
+            return {"onnx": f"segmentation-models-pytorch marks {type(network).__name__} as not exportable with "
+                    "torch.export (its _is_torch_exportable flag), which the ONNX exporter uses; use --format "
+                    "torchscript or safetensors"}
+        return {}

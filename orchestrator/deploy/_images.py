@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from PIL import Image
 
+from trainables.data.cache import to_rgb
 from trainables.data.checks import decode_file, skip_reason, walk_files
 from trainables.inference import Preprocessing
 
@@ -46,10 +48,19 @@ def list_images(folder: Path) -> tuple[list[tuple[str, Path]], list[Skipped]]:
     return candidates, skipped
 
 
-def decode_image(path: Path, preprocessing: Preprocessing) -> tuple[np.ndarray | None, tuple[str, str] | None]:
+def decode_image(
+    path: Path, preprocessing: Preprocessing, keep_original: bool = False
+) -> tuple[Any, tuple[str, str] | None]:
     """One file → ``((S, S, 3) uint8, None)``, or ``(None, (kind, detail))`` when it is unusable.
 
-    Call it inside :func:`trainables.data.checks.strict_truncation`, or truncated files decode.
+    With ``keep_original`` the value is ``((S, S, 3) uint8, the image as 8-bit RGB)`` (for
+    outputs drawn on the image itself). Call it inside
+    :func:`trainables.data.checks.strict_truncation`, or truncated files decode.
     """
-    decoded = decode_file(path, preprocessing.load)
+
+    def use(image: Image.Image) -> Any:
+        prepared = preprocessing.load(image)
+        return (prepared, to_rgb(image).copy()) if keep_original else prepared
+
+    decoded = decode_file(path, use)
     return decoded.value, decoded.error

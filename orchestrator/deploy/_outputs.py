@@ -41,9 +41,16 @@ class AtomicText:
 
 
 def output_path(out: Path | None, task: str) -> Path:
-    """Where predictions go: ``out`` (a folder gets ``predictions.csv`` inside), default ``./predictions.csv``."""
-    if task != "classification":
-        raise DeployError(f"predict cannot write {task} outputs yet")
+    """Where predictions go.
+
+    Classification: the CSV ``out`` (a folder gets ``predictions.csv`` inside), default
+    ``./predictions.csv``. Segmentation: the folder ``out``, default ``./predictions/``.
+    """
+    if task == "segmentation":
+        out = Path(out if out is not None else "predictions").expanduser().resolve()
+        if out.suffix.lower() == ".csv" or out.is_file():
+            raise DeployError(f"--out {out}: a segmentation model writes a folder (masks/, overlays/, predictions.csv)")
+        return out
     if out is None:
         return Path("predictions.csv").resolve()
     out = Path(out).expanduser().resolve()
@@ -60,6 +67,7 @@ class ClassificationCsv:
 
     def __init__(self, path: Path, classes: Sequence[str]) -> None:
         self.classes = list(classes)
+        self.path = path
         self._file = AtomicText(path)
         self._writer: Any = None
         self.rows = 0
@@ -72,7 +80,7 @@ class ClassificationCsv:
     def __exit__(self, kind, error, traceback) -> None:
         self._file.__exit__(kind, error, traceback)
 
-    def add(self, paths: Sequence[str], predictions: ClassPredictions) -> None:
+    def add(self, paths: Sequence[str], predictions: ClassPredictions, originals: Any = None) -> None:
         for path, predicted, probabilities in zip(paths, predictions.predicted, predictions.probabilities):
             self._writer.writerow([path, self.classes[int(predicted)], *(f"{float(p):.8g}" for p in probabilities)])
         self.rows += len(paths)

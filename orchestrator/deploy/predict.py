@@ -9,6 +9,9 @@ dropped silently.
 
 Classification writes a CSV: ``path`` (relative to the folder), ``predicted_class``, and
 ``prob_<class>`` per class; the skipped files go to ``<name>.skipped.csv`` beside it.
+Segmentation writes a folder: ``masks/<stem>.png`` (0/255, or class indices for K classes) and
+``overlays/<stem>.png`` in each image's own size, ``predictions.csv`` with the foreground
+fraction of each image, and ``skipped.csv`` (:mod:`orchestrator.deploy._masks`).
 
 Example:
     >>> summary = predict_folder("exports/44cd2532-onnx", "/data/new", "predictions.csv")  # doctest: +SKIP
@@ -30,6 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from orchestrator.deploy._card import CARD_FILE, build_card, read_card
 from orchestrator.deploy._images import Skipped, decode_image, list_images
+from orchestrator.deploy._masks import SegmentationOutputs
 from orchestrator.deploy._outputs import ClassificationCsv, output_path, write_skipped
 from orchestrator.deploy._runtimes import LoadedModel, load_trial_network, open_model_dir, torch_runner
 from orchestrator.deploy.trials import STUDY_FILE, DeployError, select_trials
@@ -115,7 +119,8 @@ def predict_folder(
     Args:
         source: A model folder, a study directory, or a model from :func:`open_model`.
         folder: Images to score (searched recursively).
-        out: The CSV (or a folder to put ``predictions.csv`` in); default ``./predictions.csv``.
+        out: Classification: the CSV (or a folder to put ``predictions.csv`` in), default
+            ``./predictions.csv``; segmentation: the output folder, default ``./predictions/``.
         trial: With a study directory: this trial instead of the best one.
         batch_size: Images per forward pass.
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -142,34 +147,42 @@ def predict_folder(
         raise DeployError(str(err)) from None
     preprocessing = Preprocessing.from_json(model.card["preprocessing"])
     target = output_path(Path(out) if out is not None else None, model.adapter.task)
+    segmentation = model.adapter.task == "segmentation"
+    if segmentation:
+        writer: Any = SegmentationOutputs(target, model.adapter.classes, preprocessing.resize)
+        skipped_path = target / "skipped.csv"
+    else:
+        writer = ClassificationCsv(target, model.adapter.classes)
+        skipped_path = target.with_name(f"{target.stem}.skipped.csv")
     candidates, skipped = list_images(folder)
     started = time.perf_counter()
-    writer = ClassificationCsv(target, model.adapter.classes)
     with writer, strict_truncation(), _progress(console, len(candidates)) as progress:
         task = progress.add_task("predicting", total=len(candidates))
-        batch: list[tuple[str, np.ndarray]] = []
+        batch: list[tuple[str, Any]] = []
 
         def flush() -> None:
             if batch:
-                x = preprocessing.to_input(np.stack([image for _, image in batch]))
-                writer.add([rel for rel, _ in batch], model.adapter.decode(model.run(x), threshold))
+                prepared = [value[0] if segmentation else value for _, value in batch]
+                originals = [value[1] for _, value in batch] if segmentation else None
+                outputs = model.run(preprocessing.to_input(np.stack(prepared)))
+                writer.add([rel for rel, _ in batch], model.adapter.decode(outputs, threshold), originals)
                 progress.advance(task, len(batch))
                 batch.clear()
 
         for rel, path in candidates:
-            image, error = decode_image(path, preprocessing)
+            value, error = decode_image(path, preprocessing, keep_original=segmentation)
             if error is not None:
                 skipped.append(Skipped(rel, *error))
                 progress.advance(task)
             else:
-                batch.append((rel, image))
+                batch.append((rel, value))
             if len(batch) == batch_size:
                 flush()
         flush()
     seconds = time.perf_counter() - started
     skipped.sort(key=lambda s: s.path)
-    skipped_file = write_skipped(target.with_name(f"{target.stem}.skipped.csv"), skipped)
-    return PredictSummary(target, skipped_file, writer.rows, skipped, seconds, model.engine)
+    skipped_file = write_skipped(skipped_path, skipped)
+    return PredictSummary(writer.path, skipped_file, writer.rows, skipped, seconds, model.engine)
 
 
 def _progress(console: Console, total: int) -> Progress:

@@ -239,3 +239,48 @@ def test_torchscript_agrees_with_pytorch_on_real_images(tiny_study, tmp_path):
         with torch.no_grad():
             assert (traced(x) - reference(x)).abs().max().item() <= 1e-4
     assert result.dynamic_hw and result.max_abs_diff <= 1e-4 and result.images == 6
+
+
+def _segmenter_reference(state: dict) -> torch.nn.Module:
+    from trainables.segmenter_build import build_model as build_segmenter
+    from trainables.segmenter_config import SegmenterConfig
+
+    network = build_segmenter(SegmenterConfig.model_validate(state["config"]), len(state["classes"]))
+    network.load_state_dict(state["best_model"])
+    return network.eval()
+
+
+def _real_corrosion_inputs(size: int, count: int) -> torch.Tensor:
+    """Real corrosion photos the segmenter trial never saw (the end of the shared set)."""
+    paths = sorted((shared_dataset("corrosion_seg") / "images").glob("*.jpg"))[-count:]
+    prep = Preprocessing(size, "stretch", "imagenet")
+    images = []
+    for path in paths:
+        with Image.open(path) as image:
+            images.append(prep.load(image))
+    return prep.to_input(np.stack(images))
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_segmenter_exports_agree_with_pytorch_on_real_images(tiny_seg_study, seg_onnx_model, tmp_path):
+    import onnxruntime
+
+    state = _best_state(tiny_seg_study)
+    reference = _segmenter_reference(state)
+    [traced] = export_study(tiny_seg_study, fmt="torchscript", out=tmp_path / "ts", **QUIET)
+    session = onnxruntime.InferenceSession(str(seg_onnx_model / "model.onnx"), providers=["CPUExecutionProvider"])
+    scripted = torch.jit.load(str(traced.out_dir / "model.torchscript.pt"))
+    for size, count in ((32, 1), (32, 3), (64, 2)):
+        x = _real_corrosion_inputs(size, count)
+        with torch.no_grad():
+            expected = reference(x).numpy()
+            assert np.abs(scripted(x).numpy() - expected).max() <= 1e-4, (size, count)
+        got = session.run(None, {"images": x.numpy()})[0]
+        assert got.shape == expected.shape == (count, 1, size, size)
+        assert np.abs(got - expected).max() <= 1e-4, (size, count)
+    card = json.loads((seg_onnx_model / "model.json").read_text())
+    assert card["trainable"] == "segmenter" and card["task"] == "segmentation"
+    assert card["architecture"]["arch"] == "unet" and card["architecture"]["encoder"] == "resnet18"
+    assert card["decision"]["threshold"] == state["config"]["threshold"] and card["input"]["dynamic_height_width"]
+    assert {"val/iou"} <= card["metrics"]["val"].keys() and {"test/iou"} <= card["metrics"]["test"].keys()

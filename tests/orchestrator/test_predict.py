@@ -149,3 +149,46 @@ def test_an_exported_card_drives_predict_without_the_study(onnx_model, messy_fol
     summary = predict_folder(moved, folder, tmp_path / "p.csv", console=QUIET)
     assert summary.predicted == len(good)
     assert {r["predicted_class"] for r in _rows(tmp_path / "p.csv").values()} == {"non_corroded"}
+
+
+def test_segmenter_predict_writes_a_mask_and_overlay_per_good_image_and_the_trials_fractions(
+    tiny_seg_study, seg_onnx_model, tmp_path
+):
+    from PIL import Image
+
+    from trainables import loop
+    from trainables.segmenter import SegmenterTask
+    from trainables.segmenter_build import build_model
+    from trainables.segmenter_config import SegmenterConfig
+
+    [trial] = select_trials(tiny_seg_study)
+    state = trial.best_state()
+    cfg = SegmenterConfig.model_validate(state["config"])
+    task = SegmenterTask(cfg)
+    splits = task.load_data()  # the trial's own data path: manifest, decode cache, its split
+    network = build_model(cfg, task.num_classes)
+    network.load_state_dict(state["best_model"])
+    logits = loop.predict(network, splits["test"].images, cfg, torch.device("cpu"))  # the loop's test pass
+    frames = (torch.sigmoid(logits[:, 0]) >= cfg.threshold).numpy()  # (N, S, S), smp's rule at its threshold
+    theirs = {Path(p).name: frame for p, frame in zip(task.paths["test"], frames)}
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in task.paths["test"]:
+        shutil.copy(path, folder / Path(path).name)
+    bad = add_bad_files(folder, Path(task.paths["test"][0]))
+    for source, out in ((seg_onnx_model, tmp_path / "onnx"), (tiny_seg_study, tmp_path / "study")):
+        summary = predict_folder(source, folder, out, console=QUIET)
+        assert {s.path: s.kind for s in summary.skipped} == bad and summary.predicted == len(theirs)
+        rows = _rows(out / "predictions.csv")
+        assert set(rows) == set(theirs)
+        for name, frame in theirs.items():
+            mask = np.asarray(Image.open(out / rows[name]["mask"]))
+            with Image.open(folder / name) as photo:
+                assert mask.shape == (photo.height, photo.width) and set(np.unique(mask)) <= {0, 255}
+            assert Image.open(out / rows[name]["overlay"]).size == (mask.shape[1], mask.shape[0])
+            # square photos, stretch policy: the full-size mask is the model's mask scaled up exactly
+            step = mask.shape[0] // frame.shape[0]
+            np.testing.assert_array_equal(mask[step // 2 :: step, step // 2 :: step] == 255, frame)
+            assert float(rows[name]["foreground_fraction"]) == pytest.approx(frame.mean(), abs=1e-5)
+        assert {r["kind"] for r in csv.DictReader((out / "skipped.csv").open())} == set(bad.values())

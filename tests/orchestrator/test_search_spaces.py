@@ -8,8 +8,10 @@ import pytest
 from search_spaces import SPACES, get_space, parameter_names
 from trainables import get_trainable
 
-SPACE_TRAINABLE = {"classifier_basic": "classifier", "classifier_full": "classifier", "classifier_p002": "classifier", "noop": "noop",
-                   "segmenter_basic": "segmenter"}
+SPACE_TRAINABLE = {
+    "classifier_basic": "classifier", "classifier_full": "classifier", "classifier_p002": "classifier",
+    "esg_convnext": "esg_convnext", "noop": "noop", "segmenter_basic": "segmenter",
+}
 
 
 def test_every_space_is_mapped_to_a_trainable():

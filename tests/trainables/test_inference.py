@@ -97,7 +97,7 @@ def test_every_adapter_rebuilds_a_network_that_runs_on_its_preprocessed_input(na
         outputs = network(prep.to_input(images)).numpy()
     card = adapter.describe(network)
     assert {"architecture", "output"} <= card.keys()
-    assert outputs.shape == (3, card["output"]["shape"][1])
+    assert outputs.shape[:2] == (3, card["output"]["shape"][1])
     assert adapter.task == entry.task
     decoded = adapter.decode(outputs)
     assert len(decoded.predicted) == 3  # one prediction per image (a class, or a mask)
@@ -111,3 +111,40 @@ def test_a_trainable_without_an_adapter_is_named_with_those_that_have_one():
 def test_rebuilding_never_downloads_pretrained_weights():
     adapter = ClassifierAdapter(_config(pretrained=True), ("a", "b"))
     assert adapter.build_network() is not None  # would fail offline (and slowly) if it tried the hub
+
+
+def _segmenter(num_classes: int = 2, **overrides):
+    from trainables.inference import SegmenterAdapter
+
+    classes = ("background", "rust", "paint")[:num_classes]
+    config = {"data": {"path": "/nowhere"}, "encoder": "resnet18", "encoder_depth": 3, "image_size": 32, **overrides}
+    return SegmenterAdapter(config, classes)
+
+
+def test_segmenter_pixels_are_foreground_as_the_trial_scored_them():
+    from trainables.metrics import segmentation_stats
+
+    adapter = _segmenter(threshold=0.7)
+    logits = torch.randn(4, 1, 16, 16, generator=torch.Generator().manual_seed(0)) * 2
+    decoded = adapter.decode(logits.numpy())
+    assert decoded.predicted.shape == (4, 16, 16) and set(np.unique(decoded.predicted)) <= {0, 1}
+    tp, fp, _, _ = segmentation_stats(logits, torch.zeros(4, 16, 16, dtype=torch.long), 2, threshold=0.7)
+    np.testing.assert_array_equal(decoded.predicted.reshape(4, -1).sum(1), (tp + fp)[:, 0].numpy())  # smp's own count
+    assert adapter.decode(logits.numpy(), threshold=0.0).predicted.all()
+    assert adapter.describe(adapter.build_network())["decision"]["threshold"] == 0.7
+
+
+def test_segmenter_with_more_classes_takes_the_most_probable_per_pixel():
+    adapter = _segmenter(num_classes=3)
+    logits = torch.randn(2, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    np.testing.assert_array_equal(adapter.decode(logits.numpy()).predicted, logits.argmax(1).numpy())
+    with pytest.raises(ValueError, match="two-class"):
+        adapter.check_threshold(0.5)
+
+
+def test_an_architecture_smp_marks_not_exportable_is_refused_for_onnx_with_why():
+    adapter = _segmenter(arch="unetplusplus")
+    network = adapter.build_network()
+    network._is_torch_exportable = False  # smp 0.6 sets it on DPT-like models; the flag is what is read
+    assert "not exportable with torch.export" in adapter.export_limits(network)["onnx"]
+    assert "torchscript" not in adapter.export_limits(network)

@@ -35,12 +35,14 @@ from orchestrator.registry import Registry
 
 __all__ = [
     "ATTENTION",
+    "ATTENTION_OPTIONS",
     "POS_ENCODINGS",
     "EfficientLocalAttention",
     "GlobalAttentionMechanism",
     "MultiHeadSelfAttention2d",
     "SimAM",
     "create_attention",
+    "create_attention_with_options",
 ]
 
 ATTENTION: Registry[type[nn.Module]] = Registry("attention module")
@@ -64,6 +66,37 @@ def create_attention(name: str, channels: int, **kwargs: Any) -> nn.Module:
         KeyError: for an unknown name, with a did-you-mean hint and the valid names.
     """
     return ATTENTION.get(name)(channels, **kwargs)
+
+
+ATTENTION_OPTIONS: dict[str, dict[str, str]] = {
+    "ela": {"ela_kernel": "kernel_size"},
+    "gam": {"gam_rate": "rate"},
+    "simam": {"simam_lambda": "e_lambda"},
+}
+"""Config key → module keyword, per attention name: the options a study file sets by name."""
+
+
+def create_attention_with_options(
+    name: str, channels: int, *, ela_kernel: int = 5, gam_rate: int = 4, simam_lambda: float = 1e-4
+) -> nn.Module:
+    """Builds attention ``name`` with only the config options that belong to it.
+
+    A study file sets ``ela_kernel``, ``gam_rate`` and ``simam_lambda`` once; whichever module a
+    slot holds takes its own (``ela`` gets ``kernel_size=ela_kernel``...), the others ignore them.
+
+    Args:
+        name: A key of :data:`ATTENTION`.
+        channels: Channel count C of the (N, C, H, W) input.
+        ela_kernel: ELA's 1-D kernel size.
+        gam_rate: GAM's reduction rate r.
+        simam_lambda: SimAM's λ.
+
+    Raises:
+        KeyError: for an unknown name, with a did-you-mean hint and the valid names.
+    """
+    options = {"ela_kernel": ela_kernel, "gam_rate": gam_rate, "simam_lambda": simam_lambda}
+    kwargs = {keyword: options[key] for key, keyword in ATTENTION_OPTIONS.get(name, {}).items()}
+    return create_attention(name, channels, **kwargs)
 
 
 def _divisors(n: int) -> list[int]:
