@@ -283,6 +283,20 @@ class RaySpec(_Section):
     num_cpus: Optional[int] = Field(None, ge=1, le=100_000)
 
 
+class ReferenceSpec(_Section):
+    """Published numbers that ``corrotune report`` prints beside ours (paper value, our mean ± CI,
+    the difference, whether the paper's value lies inside our interval).
+
+    Attributes:
+        source: Where the numbers come from (``"P000 Table IV: test accuracy, one run, seed 1"``).
+        values: Cell label (``"backbone=resnet18,loss=bce"``; ``base`` without factors) ->
+            metric (``test/accuracy``) -> the published value, on the same scale as ours.
+    """
+
+    source: str = Field(min_length=1)
+    values: dict[str, dict[str, float]] = Field(min_length=1)
+
+
 class Study(_Section):
     """A whole study. ``params`` are fixed trainable config keys; ``search`` suggests others.
 
@@ -306,6 +320,7 @@ class Study(_Section):
     failure: FailureSpec = FailureSpec()
     tracking: TrackingSpec = TrackingSpec()
     ray: RaySpec = RaySpec()
+    reference: Optional[ReferenceSpec] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -3,9 +3,11 @@
 Examples:
     corrotune run studies/demo.yaml
     corrotune run studies/demo.yaml --storage /mnt/results --set search.num_samples=16
+    corrotune run studies/papers/p000_resnet_mhsa_focal.yaml --set data.path=/data/phase5 --smoke
     corrotune run studies/examples/ablation_tiny.yaml --address auto --storage s3://bucket/studies
     corrotune resume corrotune-results/demo
     corrotune status corrotune-results/demo
+    corrotune report corrotune-results/ablation_tiny --baseline "attention=none,pooling=gap"
     corrotune validate studies/demo.yaml
     corrotune scan /data/corrosion --json scan.json
     corrotune --debug validate studies/demo.yaml   # any error also shows its Python traceback
@@ -107,6 +109,7 @@ def run(
     ),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
+    smoke: bool = typer.Option(False, "--smoke", help="Shrink the study (epochs, image size, trials, repeats, data) to a minutes-long CPU check of its structure."),
 ) -> None:
     """Validate a study and run it to completion, ending with a leaderboard.
 
@@ -116,6 +119,8 @@ def run(
     from orchestrator.checks import data_problems, start_problems
 
     spec = load_study(study, overrides or [])
+    if smoke:
+        spec = _smoke_study(study, overrides or [], spec)
     target = storage or spec.storage or DEFAULT_STORAGE
     problems = start_problems(spec, target, address)
     if problems:
@@ -127,6 +132,15 @@ def run(
     from orchestrator.runner import run_study
 
     _end(run_study(spec, storage, err, address=address))
+
+
+def _smoke_study(path: Path, overrides: list[str], spec):
+    """The study shrunk by ``orchestrator.smoke``, saying what was shrunk."""
+    from orchestrator.smoke import smoke_overrides
+
+    extra, changes = smoke_overrides(spec)
+    err.print("[bold]Smoke run[/bold], shrunk: " + escape("; ".join(changes)), highlight=False, soft_wrap=True)
+    return load_study(path, [*overrides, *extra])
 
 
 @app.command()
@@ -294,6 +308,26 @@ def predict(
     typer.echo(summary.line())
     if not summary.predicted:
         raise typer.Exit(1)
+
+
+@app.command()
+@_guarded
+def report(
+    study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/): finished, running or crashed."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Metric to compare (default: the objective, on test when trials report it)."),
+    baseline: Optional[str] = typer.Option(None, "--baseline", help="Cell the others are compared with (default: the first level of every factor)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: <study_dir>/report)."),
+    no_wandb: bool = typer.Option(False, "--no-wandb", help="Do not log the report as a W&B run."),
+) -> None:
+    """Compare the cells of a study with statistics and plots: report.html, report.md, report.json."""
+    from orchestrator.report import ReportError, write_report
+
+    try:
+        write_report(study_dir, metric=metric, baseline=baseline, out=out, wandb=not no_wandb,
+                     say=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
+    except ReportError as error:
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_INVALID)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from orchestrator._spec_models import (
     MutationRange,
     ObjectiveSpec,
     RaySpec,
+    ReferenceSpec,
     ResourcesSpec,
     SchedulerSpec,
     SearchSpec,
@@ -48,6 +49,7 @@ __all__ = [
     "MutationRange",
     "ObjectiveSpec",
     "RaySpec",
+    "ReferenceSpec",
     "ResourcesSpec",
     "SchedulerSpec",
     "SearchSpec",
@@ -144,7 +146,7 @@ def validate_study(raw: dict[str, Any], source: str = "<study>") -> Study:
         if "objective" in raw:  # the study wrote one `objective:`, validated as objectives[0]
             problems = [re.sub(r"^objectives\.0\b", "objective", p) for p in problems]
         raise StudyError(source, typed + problems + _check_raw_params(raw)) from None
-    problems = _check_trainable_config(study) + _check_data(study.data)
+    problems = _check_trainable_config(study) + _check_data(study.data) + _check_reference(study)
     problems = typed + (problems or config_problems(study))
     if problems:
         raise StudyError(source, problems)
@@ -261,12 +263,24 @@ def _check_phases(study: Study, valid: set[str], searched: set[str]) -> list[str
     return problems
 
 
+def _check_reference(study: Study) -> list[str]:
+    """Every cell that ``reference.values`` names is a cell of the study."""
+    if study.reference is None:
+        return []
+    labels = [cell_label(levels) for levels, _ in study.cells]
+    return [
+        f"reference.values: {label!r} is not a cell of this study{_did_you_mean(label, labels)} (cells: {', '.join(labels)})"
+        for label in study.reference.values if label not in labels
+    ]
+
+
 def _check_data(data: DataConfig) -> list[str]:
     if data.is_synthetic:
         return []
     path = Path(data.path).expanduser()
     if not path.exists():
-        return [f"data.path: {str(path)!r} does not exist (an image folder, or synthetic:corrosion for the demo set)"]
+        return [f"data.path: {str(path)!r} does not exist (an image folder, or synthetic:corrosion for the demo set); "
+                "set it in the study file or with --set data.path=FOLDER"]
     if not path.is_dir():
         return [f"data.path: {str(path)!r} is a file; expected an image folder"]
     if data.annotations is not None and not Path(data.annotations).expanduser().is_file():

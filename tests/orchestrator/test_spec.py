@@ -221,9 +221,24 @@ def test_several_objectives_the_first_is_primary():
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "studies").rglob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_study_validates(path):
-    study = load_study(path)
+def test_every_shipped_study_validates(path, tmp_path):
+    paper = path.parent.name == "papers"  # their data.path is left for the user to set
+    study = load_study(path, [f"data.path={tmp_path}"] if paper else [])
     assert study.num_samples >= 1
+    if paper:
+        assert study.reference is not None and study.reference.values
+        with pytest.raises(StudyError, match=r"data.path: .* does not exist .*--set data.path=FOLDER"):
+            load_study(path)
+
+
+def test_a_reference_must_name_cells_of_the_study():
+    raw = {**_ablation(_raw(), factors={"pooling": ["gap", "gmp"]}),
+           "reference": {"source": "paper", "values": {"pooling=gmp": {"test/accuracy": 0.9}, "pooling=gapp": {"test/accuracy": 0.8}}}}
+    problems = _problems(raw)
+    assert problems == ["reference.values: 'pooling=gapp' is not a cell of this study; did you mean 'pooling=gap'? "
+                        "(cells: pooling=gap, pooling=gmp)"]
+    raw["reference"]["values"].pop("pooling=gapp")
+    assert validate_study(raw).reference.values == {"pooling=gmp": {"test/accuracy": 0.9}}
 
 
 def test_the_tiny_ablation_plans_four_cells_with_search_and_confirm_runs():
