@@ -156,9 +156,10 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
     def _start_logging_actor(self, trial: Any, exclude_results: list[str], **kwargs: Any) -> None:
         if not self._remote_logger_class:
             # Ray's own class passes WANDB_API_KEY in the actor's runtime_env, which
-            # runtime_env_agent.log in Ray's session folder prints in plain text
+            # runtime_env_agent.log in Ray's session folder prints in plain text; the same
+            # options otherwise (an empty env_vars, as Ray's has without a key: own workers)
             self._remote_logger_class = ray.remote(
-                num_cpus=0, **_force_on_current_node(), max_restarts=-1, max_task_retries=-1
+                num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": {}}, max_restarts=-1, max_task_retries=-1
             )(self._logger_actor_cls)
         super()._start_logging_actor(trial, exclude_results, api_key=self._api_key(), **kwargs)
 

@@ -10,26 +10,50 @@ Examples:
     corrotune report corrotune-results/ablation_tiny --baseline "attention=none,pooling=gap"
     corrotune validate studies/demo.yaml
     corrotune scan /data/corrosion --json scan.json
+    corrotune --debug validate studies/demo.yaml   # any error also shows its Python traceback
+
+No command shows a Python traceback unless ``--debug`` is given: a study, override, path or
+storage that cannot be used ends with ``error: ...`` naming the file or key and the fix, and
+exit status 2 (:data:`EXIT_INVALID`); anything else that goes wrong ends with a one-line
+summary and exit status :data:`EXIT_INTERNAL`. Every path and user string is printed verbatim
+(never read as rich markup).
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import List, Optional
+from typing import Callable, List, Optional, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
-from orchestrator.exit_status import EXIT_INVALID, EXIT_OK
+from orchestrator.exit_status import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_SCAN_WARNINGS
 from orchestrator.spec import StudyError, load_study
 from orchestrator.storage import DEFAULT_STORAGE
 
-__all__ = ["app", "main"]
+__all__ = ["EXIT_INTERNAL", "EXIT_INVALID", "app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Hyperparameter and ablation studies on Ray Tune + Optuna + W&B.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Hyperparameter and ablation studies on Ray Tune + Optuna + W&B.",
+)
 err = Console(stderr=True)
 if not err.is_terminal:
     err.width = 200  # logs and CI: keep tables and messages unwrapped
+
+_options = {"debug": False}
+
+F = TypeVar("F", bound=Callable[..., None])
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of any error."),
+) -> None:
+    """Hyperparameter and ablation studies on Ray Tune + Optuna + W&B."""
+    _options["debug"] = debug
 
 
 def _end(outcome) -> None:
@@ -40,14 +64,42 @@ def _end(outcome) -> None:
 
 
 def _fail(error: StudyError) -> None:
-    err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
     raise typer.Exit(EXIT_INVALID)
+
+
+def _guarded(command: F) -> F:
+    """Turns every exception of ``command`` into a message and an exit status (traceback with --debug)."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+            raise
+        except StudyError as error:
+            if _options["debug"]:
+                err.print_exception()
+            _fail(error)
+        except Exception as error:  # noqa: BLE001 - the one place that turns the rest into a message
+            if _options["debug"]:
+                err.print_exception()
+            detail = escape(str(error).strip().splitlines()[0] if str(error).strip() else "")
+            err.print(
+                f"[red]error:[/red] corrotune failed unexpectedly: {type(error).__name__}: {detail}\n"
+                "  run the same command with `corrotune --debug ...` for the traceback, and report it",
+                highlight=False, soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper  # type: ignore[return-value]
 
 
 _ADDRESS_HELP = "Join this Ray cluster (auto, or HOST:PORT of its head) instead of starting Ray here."
 
 
 @app.command()
+@_guarded
 def run(
     study: Path = typer.Argument(..., help="Study YAML file."),
     storage: Optional[str] = typer.Option(
@@ -64,16 +116,22 @@ def run(
     Exit status: 0 every trial finished; 1 every trial errored; 2 the study cannot run (nothing
     was started); 3 some trials errored (the others finished).
     """
-    try:
-        spec = load_study(study, overrides or [])
-        if smoke:
-            spec = _smoke_study(study, overrides or [], spec)
-        from orchestrator.runner import run_study
+    from orchestrator.checks import data_problems, start_problems
 
-        outcome = run_study(spec, storage, err, address=address)
-    except StudyError as error:
-        _fail(error)
-    _end(outcome)
+    spec = load_study(study, overrides or [])
+    if smoke:
+        spec = _smoke_study(study, overrides or [], spec)
+    target = storage or spec.storage or DEFAULT_STORAGE
+    problems = start_problems(spec, target, address)
+    if problems:
+        raise StudyError(str(study), problems, "cannot run")
+    # the data are scanned before the study folder exists: an unusable dataset leaves nothing behind
+    problems = data_problems(spec, log=lambda line: err.print(line, markup=False, highlight=False))
+    if problems:
+        raise StudyError(spec.data.path, problems, "unusable data")
+    from orchestrator.runner import run_study
+
+    _end(run_study(spec, storage, err, address=address))
 
 
 def _smoke_study(path: Path, overrides: list[str], spec):
@@ -81,11 +139,12 @@ def _smoke_study(path: Path, overrides: list[str], spec):
     from orchestrator.smoke import smoke_overrides
 
     extra, changes = smoke_overrides(spec)
-    err.print("[bold]Smoke run[/bold], shrunk: " + "; ".join(changes), highlight=False, soft_wrap=True)
+    err.print("[bold]Smoke run[/bold], shrunk: " + escape("; ".join(changes)), highlight=False, soft_wrap=True)
     return load_study(path, [*overrides, *extra])
 
 
 @app.command()
+@_guarded
 def resume(
     study_dir: str = typer.Argument(..., help="A study directory or URI (<storage>/<name>)."),
     address: Optional[str] = typer.Option(None, "--address", help=_ADDRESS_HELP),
@@ -94,16 +153,18 @@ def resume(
 
     Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored).
     """
-    try:
-        from orchestrator.runner import resume_study
+    from orchestrator.runner import resume_study
+    from orchestrator.storage import is_uri, split_study_uri, storage_problem
 
-        outcome = resume_study(study_dir, err, address=address)
-    except StudyError as error:
-        _fail(error)
-    _end(outcome)
+    if is_uri(study_dir) and not study_dir.startswith("file://"):
+        problem = storage_problem(*split_study_uri(study_dir))
+        if problem:
+            raise StudyError(study_dir, [problem.replace("--storage ", "", 1)], "cannot resume")
+    _end(resume_study(study_dir, err, address=address))
 
 
 @app.command()
+@_guarded
 def status(study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/).")) -> None:
     """Show whether a study is finished, running or crashed; its trials by state; the best per cell."""
     from orchestrator.status import show_status
@@ -115,6 +176,7 @@ def status(study_dir: Path = typer.Argument(..., help="A study directory (<stora
 
 
 @app.command()
+@_guarded
 def validate(
     study: Path = typer.Argument(..., help="Study YAML file."),
     overrides: Optional[List[str]] = typer.Option(None, "--set", help="Override a study key: dotted.key=value (repeatable)."),
@@ -122,40 +184,62 @@ def validate(
     address: Optional[str] = typer.Option(None, "--address", help="Check against this Ray cluster (it is joined, nothing is started)."),
 ) -> None:
     """Check a study file (and, with --address, the cluster it would run on) without starting anything."""
-    try:
-        spec = load_study(study, overrides or [])
-        from orchestrator.cluster import target_problems
+    from orchestrator.checks import start_problems
 
-        problems = target_problems(spec, storage or spec.storage or DEFAULT_STORAGE, address)
-        if problems:
-            raise StudyError(str(study), problems)
-    except StudyError as error:
-        _fail(error)
-    err.print(f"[green]ok[/green]: study {spec.name!r} ({spec.trainable}, {spec.num_samples} trials)")
+    spec = load_study(study, overrides or [])
+    problems = start_problems(spec, storage or spec.storage or DEFAULT_STORAGE, address)
+    if problems:
+        raise StudyError(str(study), problems, "cannot run")
+    err.print(f"[green]ok[/green]: study {escape(repr(spec.name))} ({spec.trainable}, {spec.num_samples} trials)", highlight=False)
 
 
 @app.command()
+@_guarded
 def scan(
     path: Path = typer.Argument(..., help="Dataset folder (classification or segmentation layout)."),
     json_file: Optional[Path] = typer.Option(None, "--json", help="Also write the full report as JSON here."),
 ) -> None:
-    """Decode every file once and report what the dataset really holds (exit 0 unless unreadable)."""
+    """Decode every file once and report what the dataset really holds.
+
+    Exit status: 0 clean, 1 warnings only, 2 errors (unusable files, or a layout no reader takes;
+    also for a PATH that is not a folder or a --json file that cannot be written).
+    """
     import json
 
     from trainables.data.scan import scan_path
 
     if not path.is_dir():
-        err.print(f"[red]error:[/red] {path} is not a folder", highlight=False)
-        raise typer.Exit(EXIT_INVALID)
-    with err.status(f"Scanning {path}..."):
+        raise StudyError(str(path), ["not a folder; give the dataset folder (<class>/*, {train,val,test}/<class>/*, images/+masks/)"], "cannot scan")
+    if json_file is not None:
+        _check_writable(json_file)
+    with err.status(f"Scanning {escape(str(path))}..."):
         report = scan_path(path)
     typer.echo(report.summary())
     if json_file is not None:
-        json_file.write_text(json.dumps(report.to_json(), indent=1))
-        err.print(f"JSON report written to {json_file}")
+        try:
+            json_file.write_text(json.dumps(report.to_json(), indent=1))
+        except OSError as error:
+            raise StudyError(str(json_file), [f"--json: {error.strerror or error}"], "cannot write the report") from None
+        err.print(f"JSON report written to {json_file}", markup=False, highlight=False)
+    severities = {f.severity for f in report.findings}
+    raise typer.Exit(EXIT_INVALID if "error" in severities else EXIT_SCAN_WARNINGS if "warning" in severities else EXIT_OK)
+
+
+def _check_writable(target: Path) -> None:
+    """Refuses, before the work, an output file that cannot be written."""
+    if target.is_dir():
+        raise StudyError(str(target), ["--json: is a folder; give a file name, e.g. scan.json"], "cannot write the report")
+    parent = target.expanduser().absolute().parent
+    if not parent.is_dir():
+        raise StudyError(str(target), [f"--json: the folder {parent} does not exist"], "cannot write the report")
+    import os
+
+    if not os.access(parent, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise StudyError(str(target), ["--json: permission denied; choose a file you can write"], "cannot write the report")
 
 
 @app.command()
+@_guarded
 def export(
     study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/)."),
     trial: Optional[str] = typer.Option(None, "--trial", help="Export this trial (its id, as in trials.csv)."),
@@ -180,14 +264,15 @@ def export(
     try:
         export_study(
             study_dir, trial=trial, best=best, best_per_cell=best_per_cell, fmt=fmt, out=out,
-            verify_images=verify_images, force=force, log=lambda line: err.print(line, highlight=False, soft_wrap=True),
+            verify_images=verify_images, force=force, log=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True),
         )
     except DeployError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
+@_guarded
 def predict(
     model: Path = typer.Argument(..., help="An exported model folder (model.json), or a study directory."),
     folder: Path = typer.Argument(..., help="Images to score (searched recursively)."),
@@ -214,10 +299,10 @@ def predict(
         err.print(f"Model: {card_summary(loaded.card)} [{loaded.engine}]", highlight=False, soft_wrap=True, markup=False)
         summary = predict_folder(loaded, folder, out, batch_size=batch_size, threshold=threshold, console=err)
     except DeployError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID)
     if summary.skipped:
-        err.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow] (also listed in {summary.skipped_file}):", highlight=False, soft_wrap=True)
+        err.print(f"[yellow]{len(summary.skipped)} file(s) skipped[/yellow] (also listed in {escape(str(summary.skipped_file))}):", highlight=False, soft_wrap=True)
     for skipped in summary.skipped:
         err.print(f"  {skipped.path}: {skipped.kind}: {skipped.detail}", highlight=False, soft_wrap=True, markup=False)
     typer.echo(summary.line())
@@ -226,6 +311,7 @@ def predict(
 
 
 @app.command()
+@_guarded
 def report(
     study_dir: Path = typer.Argument(..., help="A study directory (<storage>/<name>/): finished, running or crashed."),
     metric: Optional[str] = typer.Option(None, "--metric", help="Metric to compare (default: the objective, on test when trials report it)."),
@@ -238,9 +324,9 @@ def report(
 
     try:
         write_report(study_dir, metric=metric, baseline=baseline, out=out, wandb=not no_wandb,
-                     say=lambda line: err.print(line, highlight=False, soft_wrap=True))
+                     say=lambda line: err.print(line, markup=False, highlight=False, soft_wrap=True))
     except ReportError as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(error))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_INVALID)
 
 

@@ -7,7 +7,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["EXIT_ALL_ERRORED", "EXIT_INVALID", "EXIT_OK", "EXIT_SOME_ERRORED", "study_exit_status"]
+__all__ = ["EXIT_ALL_ERRORED", "EXIT_INTERNAL", "EXIT_INVALID", "EXIT_OK", "EXIT_SCAN_WARNINGS", "EXIT_SOME_ERRORED", "study_exit_status"]
 
 EXIT_OK = 0
 """``run``/``resume``: every trial finished. ``status``, ``validate``: the study was read."""
@@ -17,6 +17,10 @@ EXIT_INVALID = 2
 """The study (file, overrides, data, storage, cluster or study directory) cannot be used; nothing was started."""
 EXIT_SOME_ERRORED = 3
 """``run``/``resume``: some trials errored, the others finished (the leaderboard ranks those first)."""
+EXIT_SCAN_WARNINGS = 1
+"""``scan``: warnings only (0: nothing found; 2, :data:`EXIT_INVALID`: errors, files a run would skip)."""
+EXIT_INTERNAL = 70
+"""Any command: corrotune itself failed unexpectedly (sysexits' EX_SOFTWARE); ``--debug`` shows the traceback."""
 
 
 def study_exit_status(num_trials: int, num_errors: int) -> int:

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["build_leaderboard", "cell_summary", "pareto_flags", "print_cell_summary", "print_leaderboard", "write_leaderboard"]
 
@@ -133,7 +134,7 @@ def print_cell_summary(summary: list[dict[str, Any]], metric: str, mode: str, co
     for column in ("cell", "runs", "mean", "std", "max"):
         table.add_column(column, justify="left" if column == "cell" else "right")
     for row in sorted(summary, key=lambda s: -s["mean"] if mode == "max" else s["mean"]):
-        table.add_row(row["cell"], str(row["runs"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['max']:.4f}")
+        table.add_row(Text(row["cell"]), str(row["runs"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['max']:.4f}")
     console.print(table)
 
 
@@ -171,5 +172,5 @@ def print_leaderboard(rows: list[dict[str, Any]], metric: str, console: Console,
     for column in columns:
         table.add_column(column.removeprefix("config/"), justify="left" if column == "trial_id" else "right")
     for row in rows[:top]:
-        table.add_row(*(_fmt(row.get(c)) for c in columns))
+        table.add_row(*(Text(_fmt(row.get(c))) for c in columns))
     console.print(table)

@@ -142,7 +142,7 @@ class ProgressPrinter(tune.Callback):
         for cell, row in best_rows_by_cell(rows, (metric, mode)).items():
             mine = [r for r in rows if r["cell"] == cell]
             cells.add_row(
-                cell,
+                Text(cell),
                 f"{sum(r['status'] == 'TERMINATED' for r in mine)}/{len(mine)}",
                 str(sum(r["status"] == "RUNNING" for r in mine)),
                 _fmt(best_value(row, (metric, mode))) if row else "-",
@@ -176,7 +176,7 @@ class ProgressPrinter(tune.Callback):
     def _print_summary(self) -> None:
         self._last_summary, self._ended_since_summary = time.monotonic(), 0
         self._last_summary_text = self.summary()
-        self.console.print(self._last_summary_text, highlight=False, soft_wrap=True)
+        self.console.print(self._last_summary_text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stops the live table (leaving its last view); safe to call twice."""

@@ -20,13 +20,14 @@ from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from orchestrator._trial_errors import TrialError, group_errors, print_errors, quiet_ray_trial_errors, summarize_error
 from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.report import report_after_run
-from orchestrator.spec import Study, StudyError, validate_study
+from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
 from orchestrator.trials_table import TRIALS_FILE, newest_experiment_state, write_trials_csv
@@ -159,7 +160,7 @@ def _prepare_data(study: Study, place: StudyPlace, console: Console) -> Study:
     task = get_trainable(study.trainable).task
     try:
         with console.status("Scanning and splitting the dataset..."):
-            data = prepare_dataset(study.data, task, place.local_dir, log=lambda line: console.print(line, highlight=False))
+            data = prepare_dataset(study.data, task, place.local_dir, log=lambda line: console.print(line, markup=False, highlight=False))
     except DataPreparationError as err:
         raise StudyError(place.uri, [str(err), f"then start it again with `corrotune resume {place.uri}`"]) from None
     if place.remote:  # trials on every node read the manifest from the study's storage
@@ -178,14 +179,14 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
     write_trials_csv(place.local_dir, objectives)
     for name in (*(p.name for p in paths), TRIALS_FILE):
         place.publish(name)
-    console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}")
+    console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}", markup=False)
     report_after_run(place, console)  # statistics and plots; a failing report never fails the run
     if os.environ.get("WANDB_MODE") == "offline":
         command = sync_command(place.local_dir)
         if command:
-            console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
+            console.print(f"W&B ran offline; to upload: [bold]{escape(command)}[/bold]")
         elif place.remote:
-            console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them")
+            console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them", markup=False)
     errors = _trial_errors(results, place)
     print_errors(errors, console)
     return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows), errors=errors)
@@ -257,7 +258,7 @@ def _launch(study: Study, place: StudyPlace, console: Console, address: str | No
         from orchestrator._driver_files import back_up_tuner
 
         back_up_tuner(place.local_dir)
-    console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {place.uri}")
+    console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {escape(place.uri)}")
     return _fit(study, place, tuner, console)
 
 
@@ -297,7 +298,7 @@ def load_saved_study(study_dir: str | os.PathLike) -> Study:
     path = place.local_dir / STUDY_FILE
     if not place.fetch(STUDY_FILE) or not path.is_file():
         raise StudyError(str(study_dir), [f"not a corrotune study directory: {STUDY_FILE} is missing"])
-    return validate_study(yaml.safe_load(path.read_text()), str(path))
+    return validate_study(read_yaml_mapping(path, f"saved study ({STUDY_FILE})"), str(path))
 
 
 UNRECORDED_DIR = "unrecorded_trials"
@@ -322,7 +323,7 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
             target = place.local_dir / UNRECORDED_DIR / folder.name
             target.parent.mkdir(exist_ok=True)
             folder.rename(target)
-            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}")
+            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}", markup=False)
 
 
 def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
@@ -374,5 +375,5 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     _start_runtime(_prepare_data(study, place, console), address)
     tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=place.storage_filesystem)
-    console.print(f"Resuming study [bold]{study.name}[/bold] from {place.uri}")
+    console.print(f"Resuming study [bold]{study.name}[/bold] from {escape(place.uri)}")
     return _fit(study, place, tuner, console)

@@ -97,7 +97,7 @@ def report_after_run(place: Any, console: Any) -> None:
         console: A rich console for the lines it prints.
     """
     def say(line: str) -> None:
-        console.print(line, highlight=False, soft_wrap=True)
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
 
     # an offline report run would sit among the trials' offline runs, which W&B continuity is
     # checked on (one per trial); offline, `corrotune report` logs it on request
@@ -108,8 +108,8 @@ def report_after_run(place: Any, console: Any) -> None:
             say(f"W&B report run: `corrotune report {place.uri}` logs one (offline runs are left to the trials here)")
         place.publish(REPORT_DIR)
     except ReportError as err:
-        say(f"[yellow]No report:[/yellow] {err}")
+        say(f"No report: {err}")
     except Exception as err:  # noqa: BLE001 - a report must never fail the study that ran
         log.debug("report failed", exc_info=True)
-        say(f"[yellow]The report could not be written ({type(err).__name__}: {err}); "
-            f"the study is complete; try `corrotune report {place.local_dir}`[/yellow]")
+        say(f"The report could not be written ({type(err).__name__}: {err}); "
+            f"the study is complete; try `corrotune report {place.local_dir}`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from orchestrator.smoke import SMOKE_EPOCHS, smoke_overrides, subset_image_folder
 from orchestrator.spec import load_study
@@ -30,6 +31,9 @@ def test_a_paper_study_keeps_its_protocol_and_every_reference_cell(path, tmp_pat
 @pytest.mark.parametrize("path", [*PAPERS, *(REPO / "studies" / "examples").glob("*.yaml")], ids=lambda p: p.stem)
 def test_smoke_shrinks_any_study_and_says_what(path, tmp_path):
     (tmp_path / "corroded").mkdir()
+    positive = (yaml.safe_load(path.read_text()).get("params") or {}).get("positive_class")
+    if positive:  # validate checks the positive class against the folder's classes
+        (tmp_path / positive).mkdir(exist_ok=True)
     study = load_study(path, [f"data.path={tmp_path}"] if "papers" in path.parts else [])
     overrides, changes = smoke_overrides(study)
     small = load_study(path, [*([f"data.path={tmp_path}"] if "papers" in path.parts else []), *overrides])

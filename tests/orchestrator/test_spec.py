@@ -71,8 +71,8 @@ def test_wrong_types_and_ranges_name_the_key_and_value():
     [
         (None, "trainable", "clasifier", "Unknown trainable 'clasifier'; did you mean 'classifier'? Valid names: classifier"),
         ("search", "space", "classifier_basc", "did you mean 'classifier_basic'?"),
-        ("search", "sampler", "bayes", "'tpe', 'random', 'cmaes', 'gp', 'nsga2' or 'grid'"),
-        ("scheduler", "name", "pbt2", "'asha', 'hyperband', 'pbt', 'median' or 'fifo'"),
+        ("search", "sampler", "bayes", "unknown name 'bayes'; did you mean 'cmaes'? (valid: tpe, random, cmaes, gp, nsga2, grid)"),
+        ("scheduler", "name", "pbt2", "did you mean 'pbt'? (valid: asha, hyperband, pbt, median, fifo)"),
         ("data", "path", "synthetic:steel", "the built-in one is 'synthetic:corrosion'"),
         ("data", "split", [0.5, 0.2, 0.2], "split ratios must sum to 1"),
         (None, "name", "bad name/with slash", "name:"),

@@ -305,3 +305,15 @@ def test_resolve_root_of_a_path_is_absolute(tmp_path, monkeypatch):
     (tmp_path / "images").mkdir()
     monkeypatch.chdir(tmp_path)
     assert resolve_root(DataConfig(path="images")) == (tmp_path / "images").resolve()
+
+
+def test_a_segmentation_folder_is_not_read_as_classes(tmp_path):
+    from trainables.data.folder import folder_layout, scan_classification_folder
+
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            (tmp_path / split / sub).mkdir(parents=True)
+            shutil.copy(_real_images(1)[0], tmp_path / split / sub / "a.jpg")
+    assert folder_layout(tmp_path) == ("segmentation_presplit", [])
+    with pytest.raises(ValueError, match=r"a segmentation folder \(segmentation_presplit: images/ \+ masks/\), not classes"):
+        scan_classification_folder(tmp_path)

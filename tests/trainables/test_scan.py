@@ -458,6 +458,7 @@ def test_segmentation_presplit(tmp_path):
     report = scan_path(tmp_path)
     assert report.layout == "segmentation_presplit"
     assert report.classes == {"test/images": 2, "train/images": 1, "val/images": 1}
+    assert report.summary().splitlines()[0].endswith("segmentation_presplit, 4 image/mask pairs over 3 splits (2 test/images, 1 train/images, 1 val/images)")
     leak = _one(report, "leakage")
     assert leak.paths == ["test/images/again.jpg", f"train/images/{stems[0]}.jpg"]
     assert report.unusable() == []
@@ -539,6 +540,7 @@ def test_real_fastener_corrosion(timings):
     counts = {"train/corroded": 110, "train/non_corroded": 83, "val/corroded": 30, "val/non_corroded": 24,
               "test/corroded": 22, "test/non_corroded": 7}
     assert (r.layout, r.classes, r.unusable()) == ("presplit", counts, [])
+    assert ": presplit, 276 images in 2 classes over 3 splits (110 train/corroded," in r.summary().splitlines()[0]  # not "6 classes"
     assert {p for f in _kinds(r)["non_image"] for p in f.paths} == {"EXCLUDED_AMBIGUOUS.txt", "SOURCE.txt"}
     # SOURCE.txt: 2 originals (same Roboflow stem before ".rf.") occur in two splits: both are leakage
     by_original: dict[str, set[str]] = {}

@@ -20,6 +20,7 @@ __all__ = [
     "JUNK_NAMES",
     "SPLIT_ALIASES",
     "is_image_file",
+    "folder_layout",
     "is_junk",
     "read_classification_folder",
     "resolve_root",
@@ -59,6 +60,21 @@ def split_dirs(root: Path) -> dict[str, Path]:
     return {SPLIT_ALIASES[d.name.lower()]: d for d in subdirs(root) if d.name.lower() in SPLIT_ALIASES}
 
 
+def folder_layout(root: Path) -> tuple[str, list[str]]:
+    """``(layout, class folder names)`` from folder names alone (cheap: no file is read).
+
+    Layouts as :class:`~trainables.data.scan.ScanReport` names them: ``imagefolder``,
+    ``presplit``, ``segmentation``, ``segmentation_presplit`` or ``unknown``; segmentation
+    layouts have no class folders.
+    """
+    splits = split_dirs(root)
+    sources = list(splits.values()) or [root]
+    if all({"images", "masks"} <= {d.name.lower() for d in subdirs(folder)} for folder in sources):
+        return ("segmentation_presplit" if splits else "segmentation"), []
+    names = sorted({d.name for folder in sources for d in subdirs(folder)})
+    return ("presplit" if splits else "imagefolder" if names else "unknown"), names
+
+
 def scan_classification_folder(root: str | os.PathLike) -> SampleIndex:
     """Indexes a classification folder without assigning splits to an unsplit one.
 
@@ -69,6 +85,12 @@ def scan_classification_folder(root: str | os.PathLike) -> SampleIndex:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder {str(root)!r} does not exist (set data.path to an image folder)")
+    layout, _ = folder_layout(root)
+    if layout.startswith("segmentation"):
+        raise ValueError(
+            f"{root}: a segmentation folder ({layout}: images/ + masks/), not classes; a classification "
+            "trainable reads <class>/* or {train,val,test}/<class>/* folders: use a segmentation trainable"
+        )
     splits = split_dirs(root)
     if splits and "train" not in splits:
         raise ValueError(f"{root}: a pre-split folder needs a train/ sub-folder (val/ is carved from it when missing); found {sorted(splits)}")

@@ -136,10 +136,7 @@ class ScanReport:
         """A human summary: counts, then per severity each kind with its details and first paths."""
         ranked = sorted(self.classes.items(), key=lambda kv: (-kv[1], kv[0]))
         counts = ", ".join(f"{n} {c}" for c, n in ranked[:8]) + (", ..." if len(ranked) > 8 else "")
-        seg = self.layout.startswith("segmentation")
-        noun, groups = ("image/mask pairs", "folders") if seg else ("images", "classes")
-        lines = [f"{self.root}: {self.layout}, {self.num_images} {noun} in {len(self.classes)} {groups}"
-                 + (f" ({counts})" if counts else "")]
+        lines = [f"{self.root}: {self.layout}, {self.num_images} {self._extent()}" + (f" ({counts})" if counts else "")]
         for severity, title in zip(_SEVERITIES, ("errors", "warnings", "info")):
             by_kind: dict[str, list[Finding]] = defaultdict(list)
             for f in self.findings:
@@ -159,6 +156,16 @@ class ScanReport:
                 if len(found) > max_paths:
                     lines.append(f"      - ... {len(found) - max_paths} more")
         return "\n".join(lines)
+
+
+    def _extent(self) -> str:
+        """``"images in 2 classes over 3 splits"``: ``classes`` is keyed per split and class when pre-split."""
+        splits = sorted({g.split("/")[0] for g in self.classes if "/" in g})
+        over = f" over {len(splits)} split{'s' if len(splits) != 1 else ''}" if splits else ""
+        if self.layout.startswith("segmentation"):
+            return "image/mask pairs" + over
+        names = {g.split("/")[-1] for g in self.classes}
+        return f"images in {len(names)} class{'es' if len(names) != 1 else ''}{over}"
 
 
 def _describe(finding: Finding, max_paths: int) -> str:
