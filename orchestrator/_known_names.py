@@ -41,9 +41,14 @@ def _source(module: str) -> Path:
 
 @functools.lru_cache(maxsize=None)
 def timm_model_names() -> frozenset[str]:
-    """Every model name ``timm.create_model`` accepts (current and deprecated), without a pretrained tag."""
+    """Every model name ``timm.create_model`` accepts (current and deprecated), without a pretrained tag.
+
+    timm's own models and the ones corrotune registers with timm (``trainables/models``:
+    ``esg_convnext_<size>``, usable as a classifier backbone).
+    """
     names: set[str] = set()
-    for path in sorted((_source("timm") / "models").glob("*.py")):
+    sources = [*(_source("timm") / "models").glob("*.py"), *_source("trainables.models").glob("*.py")]
+    for path in sorted(sources):
         text = path.read_text(encoding="utf-8")
         names.update(_REGISTER_MODEL.findall(text))
         for block in _DEPRECATIONS.findall(text):

@@ -40,6 +40,8 @@ def test_timm_names_read_from_the_source_are_timm_list_models():
     timm = pytest.importorskip("timm")
     from timm.models._registry import _deprecated_models
 
+    import trainables.models  # noqa: F401  (registers corrotune's own timm models: esg_convnext_<size>)
+
     deprecated = set(_deprecated_models)  # {old name: current name}
     assert timm_model_names() == set(timm.list_models()) | deprecated
 
