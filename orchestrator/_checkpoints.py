@@ -13,6 +13,12 @@ at or after the checkpoint the *stored* experiment state would resume it from. T
 only moves forward, so nothing a resume can reach is deleted; what is held back is deleted at
 the trial's next checkpoint, its end, or after the final snapshot.
 
+The trainable stores its best weights once, in the checkpoint of the epoch that became best, and
+later checkpoints refer to it (``trainables._runtime.BEST_REF_KEY``): a checkpoint another kept one
+refers to (by the reported ``epoch`` / ``best_epoch``) is kept as well. When a trial has finished,
+only its last checkpoint stays (the trainable slimmed it to the best weights, config and history:
+what export and the report read; PBT never clones a finished trial).
+
 It also makes Ray store each newly registered checkpoint with the next snapshot (Ray serialises a
 trial's run state once per result and did not notice the registration that follows it).
 """
@@ -40,6 +46,8 @@ class _Saved:
     name: str  # "checkpoint_000003": unique within a trial, whatever the storage root
     path: str
     score: float  # higher is better; NaN/missing ranks lowest
+    epoch: Any = None  # reported ``epoch`` and ``best_epoch``: which checkpoint holds the best weights
+    best_epoch: Any = None
 
 
 def _newest_state(storage: Any) -> tuple[str, int, int] | None:
@@ -91,6 +99,12 @@ def _take_over(trial: Any) -> None:
         trial.run_metadata.invalidate_cache()
 
 
+def _ran_every_epoch(trial: Any) -> bool:
+    """Whether ``trial`` reported its last epoch (its trainable then slims that checkpoint)."""
+    epochs = (getattr(trial, "config", None) or {}).get("epochs")
+    return epochs is not None and (trial.last_result or {}).get("epoch") == epochs
+
+
 class CheckpointPruner(tune.Callback):
     """Deletes checkpoints beyond the ``num_to_keep`` best (by ``metric``) once no resume needs them.
 
@@ -125,7 +139,7 @@ class CheckpointPruner(tune.Callback):
             _take_over(trial)
         name = PurePosixPath(checkpoint.path).name
         saved[:] = [s for s in saved if s.name != name]
-        saved.append(_Saved(name, checkpoint.path, self._score(trial.last_result)))
+        saved.append(self._entry(name, checkpoint.path, trial.last_result))
         self._prune(trial)
 
     def on_trial_save(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
@@ -136,16 +150,21 @@ class CheckpointPruner(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self._saved:
-            self._prune(trial)
+            self._prune(trial, finished=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self.on_trial_complete(iteration, trials, trial)
+        if trial.trial_id in self._saved:  # its checkpoints still hold the optimiser: a retry needs them
+            self._prune(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         # Ray calls this after its final snapshot, so what was held back can go now
         for trial in trials:
             if trial.trial_id in self._saved:
-                self._prune(trial, fresh=True)
+                self._prune(trial, fresh=True, finished=getattr(trial, "status", None) == "TERMINATED")
+
+    def _entry(self, name: str, path: str, metrics: dict[str, Any] | None) -> _Saved:
+        metrics = metrics or {}
+        return _Saved(name, path, self._score(metrics), metrics.get("epoch"), metrics.get("best_epoch"))
 
     def _score(self, metrics: dict[str, Any] | None) -> float:
         value = (metrics or {}).get(self._metric)
@@ -160,7 +179,7 @@ class CheckpointPruner(tune.Callback):
         latest = manager.latest_checkpoint_result if manager else None
         if latest is not None and latest not in results:
             results.append(latest)
-        saved = [_Saved(PurePosixPath(r.checkpoint.path).name, r.checkpoint.path, self._score(r.metrics))
+        saved = [self._entry(PurePosixPath(r.checkpoint.path).name, r.checkpoint.path, r.metrics)
                  for r in results if r.checkpoint is not None]
         return sorted(saved, key=lambda s: s.name)  # Ray names them in the order they were saved
 
@@ -180,15 +199,31 @@ class CheckpointPruner(tune.Callback):
         self._read_at = time.monotonic()
         return self._stored.get(trial.trial_id)
 
-    def _prune(self, trial: Any, fresh: bool = False) -> None:
+    @staticmethod
+    def _referenced(saved: list[_Saved], kept: set[str]) -> set[str]:
+        """The checkpoints holding the best weights that the ``kept`` ones refer to."""
+        referenced = set()
+        for i, entry in enumerate(saved):
+            if entry.name not in kept or entry.best_epoch is None:
+                continue
+            holder = next((s for s in reversed(saved[: i + 1]) if s.epoch == entry.best_epoch), None)
+            if holder is not None:
+                referenced.add(holder.name)
+        return referenced
+
+    def _prune(self, trial: Any, fresh: bool = False, finished: bool = False) -> None:
         saved = self._saved[trial.trial_id]
         resumable = self._resumable_from(trial, fresh)
         names = [s.name for s in saved]
         if resumable not in names:  # the stored state resumes from none of these yet: keep them all
             return
         ranked = sorted(saved, key=lambda s: (not math.isnan(s.score), 0.0 if math.isnan(s.score) else s.score))
-        best = {s.name for s in ranked[-self._num_to_keep:]}
         keep_from = names.index(resumable)
+        if finished and _ran_every_epoch(trial):  # the trainable slimmed its last checkpoint: it holds the best weights
+            best: set[str] = set()
+        else:  # running, or stopped early by the scheduler: keep the checkpoints holding the best weights
+            best = set() if finished else {s.name for s in ranked[-self._num_to_keep:]}
+            best |= self._referenced(saved, best | set(names[keep_from:]) | {names[-1]})
         doomed = [s for i, s in enumerate(saved[:-1]) if i < keep_from and s.name not in best]
         if not doomed:
             return

@@ -8,7 +8,9 @@ trial, and the decoded dataset stays in memory), so a trainable starts with
 from __future__ import annotations
 
 import gc
+import io
 import logging
+import posixpath
 import random
 import sys
 import tempfile
@@ -22,11 +24,15 @@ import torch
 from ray import tune
 
 __all__ = [
+    "BEST_REF_KEY",
     "autocast",
     "begin_trial",
+    "best_weights",
+    "slim_final_checkpoint",
     "load_trial_checkpoint",
     "quiet_ray_logs",
     "report_with_checkpoint",
+    "reported_checkpoint_name",
     "rng_state",
     "seed_everything",
     "select_device",
@@ -35,6 +41,15 @@ __all__ = [
 ]
 
 _STATE_FILE = "state.pt"
+
+BEST_REF_KEY = "best_checkpoint"
+"""Checkpoint key naming the sibling checkpoint folder (same trial) whose ``best_model`` holds
+the best weights, when this checkpoint does not hold them itself: the best weights are stored
+once, in the checkpoint of the epoch that became best (where they alias ``model`` and cost no
+bytes), not copied into every later checkpoint."""
+
+_FINAL_KEYS = ("best_model", "best_score", "best_epoch", "epoch", "phase", "history", "elapsed_s", "config")
+"""What a finished trial's checkpoint keeps: what export and the report read (plus task extras)."""
 
 logger = logging.getLogger(__name__)
 
@@ -179,13 +194,104 @@ def autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
+def _read_state(path: str, filesystem: Any = None) -> dict[str, Any]:
+    if filesystem is None:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    with filesystem.open_input_file(path) as stream:
+        return torch.load(io.BytesIO(stream.read()), map_location="cpu", weights_only=False)
+
+
+def best_weights(state: dict[str, Any], checkpoint_dir: str, filesystem: Any = None) -> dict[str, Any] | None:
+    """The best epoch's weights of the checkpoint ``state`` that lies in ``checkpoint_dir``.
+
+    They are in ``state["best_model"]``, or in the sibling checkpoint ``state[BEST_REF_KEY]``
+    names (same trial folder). This is the one place that reads them: the loop on resume, and
+    ``corrotune export``.
+
+    Args:
+        state: A checkpoint's ``state.pt`` contents.
+        checkpoint_dir: The checkpoint's folder (a local path, or a path on ``filesystem``).
+        filesystem: The ``pyarrow.fs`` filesystem of ``checkpoint_dir``; None for a local path.
+
+    Returns:
+        The weights, or None when the checkpoint names none.
+
+    Raises:
+        FileNotFoundError: the referenced checkpoint is missing (deleted by hand).
+    """
+    if state.get("best_model") is not None:
+        return state["best_model"]
+    ref = state.get(BEST_REF_KEY)
+    if not ref:
+        return None
+    path = posixpath.join(posixpath.dirname(str(checkpoint_dir).rstrip("/")), ref, _STATE_FILE)
+    try:
+        return _read_state(path, filesystem)["best_model"]
+    except (FileNotFoundError, OSError) as err:
+        raise FileNotFoundError(
+            f"{path}: the checkpoint holding this trial's best weights is missing ({err}); "
+            "it is kept while a later checkpoint refers to it, so it was deleted outside corrotune"
+        ) from err
+
+
+def _own_checkpoint_name(checkpoint: Any) -> str | None:
+    """The folder name of ``checkpoint`` when it lies in this trial's own folder, else None
+    (PBT resumes a trial from another trial's checkpoint)."""
+    try:
+        own = tune.get_context().get_storage().trial_fs_path
+    except Exception:  # noqa: BLE001 - outside a Tune session: no storage to compare with
+        return None
+    parent, name = posixpath.split(str(checkpoint.path).rstrip("/"))
+    return name if posixpath.normpath(parent) == posixpath.normpath(str(own)) else None
+
+
 def load_trial_checkpoint() -> dict[str, Any] | None:
-    """Returns the state saved by the last ``report_with_checkpoint`` of this trial, if any."""
+    """Returns the state saved by the last ``report_with_checkpoint`` of this trial, if any.
+
+    ``best_model`` is filled in (from the sibling checkpoint that holds it, when referenced) and
+    ``BEST_REF_KEY`` names the checkpoint of this trial that holds them, or is None when they
+    must be stored again (they came from another trial's folder).
+    """
     checkpoint = tune.get_checkpoint()
     if checkpoint is None:
         return None
     with checkpoint.as_directory() as directory:
-        return torch.load(Path(directory) / _STATE_FILE, map_location="cpu", weights_only=False)
+        state = torch.load(Path(directory) / _STATE_FILE, map_location="cpu", weights_only=False)
+    own_name = _own_checkpoint_name(checkpoint)
+    inline = state.get("best_model") is not None
+    state["best_model"] = best_weights(state, checkpoint.path, checkpoint.filesystem)
+    state[BEST_REF_KEY] = (own_name if inline else state.get(BEST_REF_KEY)) if own_name else None
+    return state
+
+
+def reported_checkpoint_name() -> str | None:
+    """The folder name of the checkpoint this trial reported last (None outside Tune)."""
+    checkpoint = tune.get_checkpoint()  # after a report: the checkpoint as persisted in storage
+    return posixpath.basename(str(checkpoint.path).rstrip("/")) if checkpoint is not None else None
+
+
+def slim_final_checkpoint(extra_keys: tuple[str, ...] = ()) -> None:
+    """Rewrites the trial's last reported checkpoint to what a finished trial needs.
+
+    Keeps the best weights, config, history and ``extra_keys`` (task keys such as ``classes``):
+    about the size of the weights instead of weights + optimiser state. Written next to the
+    old file and moved over it, so a failure leaves the full checkpoint. A no-op outside Tune.
+    PBT never clones a finished trial, so nothing a scheduler reads is lost.
+    """
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return
+    filesystem, folder = checkpoint.filesystem, str(checkpoint.path).rstrip("/")
+    path = posixpath.join(folder, _STATE_FILE)
+    state = _read_state(path, filesystem)
+    slim = {k: state[k] for k in (*_FINAL_KEYS, *extra_keys) if k in state}
+    slim["best_model"] = best_weights(state, folder, filesystem)
+    buffer = io.BytesIO()
+    torch.save(slim, buffer)
+    temporary = posixpath.join(folder, f".{_STATE_FILE}.tmp")
+    with filesystem.open_output_stream(temporary) as stream:
+        stream.write(buffer.getvalue())
+    filesystem.move(temporary, path)
 
 
 def trial_dir() -> Path | None:

@@ -37,14 +37,17 @@ from torch import nn
 
 from trainables._registry import ARTIFACT_COUNT_KEY
 from trainables._runtime import (
+    BEST_REF_KEY,
     autocast,
     begin_trial,
     load_trial_checkpoint,
     quiet_ray_logs,
     report_with_checkpoint,
+    reported_checkpoint_name,
     rng_state,
     select_device,
     set_rng_state,
+    slim_final_checkpoint,
     trial_dir,
 )
 from trainables.data.augment import normalize_batch
@@ -231,21 +234,38 @@ def scale_lr(optimizer, scheduler, ratio: float) -> None:
 
 
 class _Best:
-    """The best epoch so far by ``select_metric`` and a CPU copy of its weights."""
+    """The best epoch so far by ``select_metric``, a CPU copy of its weights, and where they are stored.
+
+    ``ref`` names this trial's checkpoint that holds them (``best_model``): every later checkpoint
+    refers to it instead of holding a copy. None until they are stored in one.
+    """
 
     def __init__(self, metric: str, state: dict | None = None) -> None:
         self.metric = metric
         self.lower_is_better = metric.endswith("loss")
-        self.score, self.epoch, self.weights = None, 0, None
+        self.score, self.epoch, self.weights, self.ref = None, 0, None, None
         if state:  # resumed: the best epoch so far, from the checkpoint
             self.score, self.epoch, self.weights = state["best_score"], state["best_epoch"], state["best_model"]
+            self.ref = state.get(BEST_REF_KEY)
 
     def update(self, metrics: dict[str, float], model: nn.Module, epoch: int) -> None:
         value = metrics[self.metric]
         better = self.score is None or (value < self.score if self.lower_is_better else value > self.score)
         if better:
-            self.score, self.epoch = value, epoch
+            self.score, self.epoch, self.ref = value, epoch, None
             self.weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+
+    def checkpoint_keys(self, model_state: dict[str, Any], epoch: int) -> dict[str, Any]:
+        """``best_model`` (or the reference to the checkpoint holding it) for epoch ``epoch``'s checkpoint."""
+        if self.ref is not None:
+            return {"best_model": None, BEST_REF_KEY: self.ref}
+        # the best epoch is this one: the same tensors as ``model``, which torch.save writes once
+        return {"best_model": model_state if self.epoch == epoch else self.weights, BEST_REF_KEY: None}
+
+    def stored(self, checkpoint_name: str | None) -> None:
+        """Called after a checkpoint holding the weights was reported as ``checkpoint_name``."""
+        if self.ref is None:
+            self.ref = checkpoint_name
 
 
 def _epoch_batches(task: Task, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -272,6 +292,12 @@ def fit(task: Task) -> None:
     schedule = schedule_of(cfg)
 
     state = load_trial_checkpoint()
+    if state and "model" not in state:  # the finished trial's slim checkpoint: nothing is left to run
+        logger.info("trial already finished at epoch %s; nothing to resume", state.get("epoch"))
+        return
+    if state and state["epoch"] >= cfg.epochs:  # finished, but stopped before its checkpoint was slimmed
+        slim_final_checkpoint(tuple(task.checkpoint_extras()))
+        return
     start_epoch = state["epoch"] + 1 if state else 1
     if state:
         model.load_state_dict(state["model"])
@@ -314,10 +340,11 @@ def fit(task: Task) -> None:
         metrics["time/epoch_s"] = time.perf_counter() - started
         elapsed += metrics["time/epoch_s"]
         metrics["time/total_s"] = elapsed
+        model_state = model.state_dict()
         report_with_checkpoint(
             metrics,
             {
-                "model": model.state_dict(),
+                "model": model_state,
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -326,13 +353,17 @@ def fit(task: Task) -> None:
                 "phase": phase.index,
                 "best_score": best.score,
                 "best_epoch": best.epoch,
-                "best_model": best.weights,
+                **best.checkpoint_keys(model_state, epoch),
                 "history": history,
                 "elapsed_s": elapsed,
                 "config": cfg.model_dump(mode="json"),
                 **task.checkpoint_extras(),
             },
         )
+        best.stored(reported_checkpoint_name())
+    if start_epoch <= cfg.epochs:
+        # a finished trial keeps what export and the report read: the best weights, not the optimiser
+        slim_final_checkpoint(tuple(task.checkpoint_extras()))
 
 
 def _finish(task: Task, model: nn.Module, best: _Best, loss_fn: nn.Module, device, history) -> dict[str, Any]:

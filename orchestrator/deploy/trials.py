@@ -4,7 +4,8 @@ Trials, their cells and best values come from :func:`orchestrator.trials_table.l
 (Ray's newest experiment state plus each trial's ``result.json``); a trial's folder from the
 state's ``relative_logdir`` (or, for a trial created after the last snapshot, the folder whose
 ``result.json`` names it); its weights from the newest readable ``checkpoint_*/state.pt`` in that
-folder, whose ``best_model`` holds the best epoch's weights (the trainable keeps them there).
+folder, whose ``best_model`` holds the best epoch's weights, or names the checkpoint of the trial that
+holds them (``trainables._runtime.best_weights`` reads either).
 
 Example:
     >>> [trial] = select_trials(Path("corrotune-results/demo"), best=True)  # doctest: +SKIP
@@ -130,6 +131,13 @@ def _newest_state(trial: StudyTrial) -> dict[str, Any]:
         except Exception as err:  # noqa: BLE001 - a cut-short or foreign file: try the one before
             problems.append(f"{path.parent.name}: {type(err).__name__}: {err}")
             continue
+        if isinstance(state, dict):
+            from trainables._runtime import best_weights  # the one reader of the stored best weights
+
+            try:
+                state["best_model"] = best_weights(state, str(path.parent))
+            except FileNotFoundError as err:
+                raise DeployError(f"trial {trial.trial_id}: {err}") from None
         if not isinstance(state, dict) or state.get("best_model") is None or "config" not in state:
             raise DeployError(
                 f"{path}: the checkpoint holds no best-epoch weights (best_model) and config; trainable "

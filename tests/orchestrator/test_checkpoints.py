@@ -34,12 +34,14 @@ class Trial(SimpleNamespace):
         super().__init__(trial_id=trial_id, last_result={}, storage=storage, run_metadata=metadata,
                          dir=experiment / trial_id)
 
-    def save(self, pruner: CheckpointPruner, index: int, score: float, metric: str = "score") -> None:
+    def save(self, pruner: CheckpointPruner, index: int, score: float, metric: str = "score", best_epoch: int | None = None) -> None:
         """A checkpoint reported with ``score``, in Ray's order: callbacks first, then registration."""
         path = self.dir / f"checkpoint_{index:06d}"
         path.mkdir(parents=True)
         (path / "state.pt").write_bytes(b"weights")
         self.last_result = {metric: score, "epoch": index + 1}
+        if best_epoch is not None:  # the trainable's: checkpoint ``best_epoch - 1`` holds the best weights
+            self.last_result["best_epoch"] = best_epoch
         checkpoint = tune.Checkpoint(str(path))
         pruner.on_checkpoint(0, [], self, checkpoint)
         self.run_metadata.checkpoint_manager.register_checkpoint(_TrainingResult(checkpoint, dict(self.last_result)))
@@ -168,3 +170,35 @@ def test_the_next_snapshot_records_a_just_registered_checkpoint(experiment):
 def test_rejects_keeping_no_checkpoint():
     with pytest.raises(ValueError, match="num_to_keep"):
         CheckpointPruner(0, "score", "max")
+
+
+def _trial_saving_a_best_epoch(experiment: Path, pruner: CheckpointPruner, epochs: int) -> Trial:
+    """Epoch 2 holds the best weights (by ``val/f1``); the objective ranks epoch 4 best."""
+    trial = Trial(experiment, "t")
+    trial.config = {"epochs": epochs}
+    for i, score in enumerate([0.1, 0.2, 0.3, 0.9]):
+        trial.save(pruner, i, score=score, best_epoch=min(i + 1, 2))
+        snapshot(experiment, trial, session=f"2026-01-01_00-00-{i:02d}")
+    return trial
+
+
+def test_the_checkpoint_holding_the_best_weights_stays_while_later_ones_refer_to_it(experiment):
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=0)
+    trial = _trial_saving_a_best_epoch(experiment, pruner, epochs=10)
+    # 3: best by the objective and latest; 2: the stored state (written after it) resumes from it;
+    # 1: holds the best weights 2 and 3 refer to (0 goes)
+    assert trial.on_disk() == [1, 2, 3]
+
+
+def test_a_finished_trial_keeps_only_its_slimmed_last_checkpoint(experiment):
+    pruner = CheckpointPruner(2, "score", "max", min_read_interval_s=0)
+    trial = _trial_saving_a_best_epoch(experiment, pruner, epochs=4)
+    pruner.on_trial_complete(0, [], trial)
+    assert trial.on_disk() == [3]
+
+
+def test_a_trial_stopped_early_keeps_its_last_checkpoint_and_the_best_weights(experiment):
+    pruner = CheckpointPruner(2, "score", "max", min_read_interval_s=0)
+    trial = _trial_saving_a_best_epoch(experiment, pruner, epochs=10)  # the scheduler stopped it at 4 of 10
+    pruner.on_trial_complete(0, [], trial)
+    assert trial.on_disk() == [1, 3]
