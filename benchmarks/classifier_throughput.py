@@ -11,15 +11,15 @@ config and thread count, so the ratio is Tune's overhead on the training loop.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
-import statistics
 import sys
-import tempfile
 import time
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
+from _tune_rate import steady, tune_train_rate  # noqa: E402
 
 CPUS = os.cpu_count() or 1
 
@@ -30,10 +30,6 @@ def _config(args) -> dict:
         "backbone": args.backbone, "image_size": args.image_size, "epochs": args.epochs, "batch_size": 32,
         "augmentation": "hflip", "profile": False, "artifacts": False, "channels_last": True,
     }
-
-
-def _steady(rates: list[float]) -> float:
-    return statistics.median(rates[1:] if len(rates) > 1 else rates)  # epoch 1 warms caches up
 
 
 def bare(args) -> float:
@@ -49,26 +45,11 @@ def bare(args) -> float:
         classifier.train_classifier(_config(args))
     finally:
         loop.load_trial_checkpoint, loop.report_with_checkpoint = original
-    return _steady([m["time/train_img_per_s"] for m in reported])
+    return steady([m["time/train_img_per_s"] for m in reported])
 
 
 def under_tune(args) -> float:
-    import ray
-    from ray import tune
-
-    from trainables import get_trainable
-
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    try:
-        trainable = tune.with_resources(get_trainable("classifier").as_trainable(), {"cpu": CPUS})
-        with tempfile.TemporaryDirectory() as storage:
-            tuner = tune.Tuner(trainable, param_space=_config(args),
-                               run_config=tune.RunConfig(storage_path=storage, name="throughput", verbose=0))
-            with contextlib.redirect_stdout(sys.stderr):  # keep stdout for the JSON
-                frame = tuner.fit()[0].metrics_dataframe
-        return _steady(frame["time/train_img_per_s"].tolist())
-    finally:
-        ray.shutdown()
+    return tune_train_rate("classifier", _config(args), CPUS)
 
 
 def main() -> None:

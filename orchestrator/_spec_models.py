@@ -15,13 +15,23 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from search_spaces import SPACES
 from trainables import TRAINABLES, DataConfig
 
-class StudyError(ValueError):
-    """A study file that cannot run; ``problems`` lists each issue on its own line."""
+SEED_MAX = 2**32 - 1
+"""Largest seed NumPy, Optuna's samplers and torch all accept."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
+MAX_TRIALS = 100_000
+"""More trials than any study runs (per cell, per study, concurrently): a typo, not a plan."""
+
+
+class StudyError(ValueError):
+    """A study (or a path, option or dataset it names) that cannot run; ``problems`` lists each issue.
+
+    ``heading`` follows ``source`` on the first line (``"demo.yaml: invalid study"``).
+    """
+
+    def __init__(self, source: str, problems: list[str], heading: str = "invalid study") -> None:
         self.source = source
         self.problems = problems
-        super().__init__(f"{source}: invalid study\n" + "\n".join(f"  - {p}" for p in problems))
+        super().__init__(f"{source}: {heading}\n" + "\n".join(f"  - {p}" for p in problems))
 
 
 class _Section(BaseModel):
@@ -38,8 +48,8 @@ class SearchSpec(_Section):
 
     space: Optional[str] = None
     sampler: Literal["tpe", "random", "cmaes", "gp", "nsga2", "grid"] = "tpe"
-    num_samples: Optional[int] = Field(None, ge=1)
-    seed: int = 0
+    num_samples: Optional[int] = Field(None, ge=1, le=MAX_TRIALS)
+    seed: int = Field(0, ge=0, le=SEED_MAX)
     grid: dict[str, list[Any]] = {}
 
     @field_validator("space")
@@ -158,8 +168,8 @@ class AblationSpec(_Section):
     """
 
     factors: dict[str, Union[list[Any], dict[str, dict[str, Any]]]] = {}
-    repeats: int = Field(0, ge=0)
-    first_seed: int = 1
+    repeats: int = Field(0, ge=0, le=1000)
+    first_seed: int = Field(1, ge=0, le=SEED_MAX)
 
     @field_validator("factors")
     @classmethod
@@ -171,7 +181,21 @@ class AblationSpec(_Section):
                 labels = [_label(v) for v in levels]
                 if len(set(labels)) != len(labels):
                     raise ValueError(f"factor {name!r} lists a value twice: {levels}")
+            values = levels if isinstance(levels, list) else list(levels.values())
+            labels = [_label(v) for v in levels] if isinstance(levels, list) else [str(level) for level in levels]
+            for i, j in itertools.combinations(range(len(values)), 2):
+                if _same_value(values[i], values[j]):
+                    raise ValueError(
+                        f"factor {name!r}: levels {labels[i]!r} and {labels[j]!r} are the same value "
+                        f"({values[i]!r} == {values[j]!r}), so their cells would be duplicates; remove one"
+                    )
         return factors
+
+    @model_validator(mode="after")
+    def _seeds_in_range(self) -> "AblationSpec":
+        if self.repeats and self.first_seed + self.repeats - 1 > SEED_MAX:
+            raise ValueError(f"first_seed + repeats - 1 = {self.first_seed + self.repeats - 1} exceeds the largest seed {SEED_MAX}")
+        return self
 
     def _levels_of(self, name: str) -> list[tuple[str, dict[str, Any]]]:
         """``(level label, config values)`` of a factor."""
@@ -195,6 +219,14 @@ class AblationSpec(_Section):
         return {name: {k for _, values in self._levels_of(name) for k in values} for name in self.factors}
 
 
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal as config values: ``1 == 1.0``, ``true == 1`` (both reach the trial as the same number)."""
+    try:
+        return bool(a == b)
+    except Exception:  # noqa: BLE001 - values that cannot be compared are different
+        return False
+
+
 def _label(value: Any) -> str:
     return value if isinstance(value, str) else yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
@@ -205,11 +237,31 @@ def cell_label(levels: dict[str, Any]) -> str:
 
 
 class CheckpointSpec(_Section):
-    num_to_keep: int = Field(2, ge=1)
+    num_to_keep: int = Field(2, ge=1, le=10_000)
+
+
+MAX_RETRIES = 100
+"""The most ``failure.max_failures`` may be (``-1``, Ray's "retry forever", is refused)."""
 
 
 class FailureSpec(_Section):
-    max_failures: int = Field(1, ge=-1)
+    """Retries of a failed trial (Ray's ``FailureConfig``), each from the trial's last checkpoint.
+
+    ``max_failures`` is 0..100. A trial that fails again before it reported anything since its
+    last failure is not retried further (``orchestrator/_failures.py``).
+    """
+
+    max_failures: int = Field(1, le=MAX_RETRIES)
+
+    @field_validator("max_failures")
+    @classmethod
+    def _bounded(cls, value: int) -> int:
+        if value < 0:
+            raise ValueError(
+                f"{value} is not a number of retries: Ray reads -1 as 'retry forever', and a trial that fails the same way "
+                f"every time would then never end; give 0 to {MAX_RETRIES} (e.g. 3 on spot workers)"
+            )
+        return value
 
 
 class WandbSpec(_Section):
@@ -228,7 +280,21 @@ class TrackingSpec(_Section):
 class RaySpec(_Section):
     """How the driver starts Ray locally (``num_cpus`` caps a laptop run)."""
 
-    num_cpus: Optional[int] = Field(None, ge=1)
+    num_cpus: Optional[int] = Field(None, ge=1, le=100_000)
+
+
+class ReferenceSpec(_Section):
+    """Published numbers that ``corrotune report`` prints beside ours (paper value, our mean ± CI,
+    the difference, whether the paper's value lies inside our interval).
+
+    Attributes:
+        source: Where the numbers come from (``"P000 Table IV: test accuracy, one run, seed 1"``).
+        values: Cell label (``"backbone=resnet18,loss=bce"``; ``base`` without factors) ->
+            metric (``test/accuracy``) -> the published value, on the same scale as ours.
+    """
+
+    source: str = Field(min_length=1)
+    values: dict[str, dict[str, float]] = Field(min_length=1)
 
 
 class Study(_Section):
@@ -238,7 +304,7 @@ class Study(_Section):
     name the metrics; the first one ranks trials, scores checkpoints and drives the scheduler.
     """
 
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=128)  # a folder and a W&B group name
     trainable: str
     data: DataConfig
     params: dict[str, Any] = {}
@@ -248,12 +314,13 @@ class Study(_Section):
     scheduler: SchedulerSpec = SchedulerSpec()
     stop: StopSpec = StopSpec()
     resources: ResourcesSpec = ResourcesSpec()
-    max_concurrent_trials: Optional[int] = Field(None, ge=1)
+    max_concurrent_trials: Optional[int] = Field(None, ge=1, le=MAX_TRIALS)
     storage: Optional[str] = None
     checkpoints: CheckpointSpec = CheckpointSpec()
     failure: FailureSpec = FailureSpec()
     tracking: TrackingSpec = TrackingSpec()
     ray: RaySpec = RaySpec()
+    reference: Optional[ReferenceSpec] = None
 
     @model_validator(mode="before")
     @classmethod

@@ -28,6 +28,8 @@ __all__ = ["IMAGES", "ContinuousWandbLoggingActor", "redact_secrets"]
 
 logger = logging.getLogger(__name__)
 
+WANDB_API_KEY = "WANDB_API_KEY"
+
 IMAGES = "corrotune/images"
 """Queue item type: ``{"step": int, "images": {key: wandb.Image}}``, merged into that step's row."""
 
@@ -61,6 +63,8 @@ class ContinuousWandbLoggingActor(_WandbLoggingActor):
         history_roots: Where the run's earlier ``offline-run-*`` folders are: local folders, or
             ``(pyarrow filesystem, path)`` in remote storage.
         result_files: The trial's ``result.json`` files (stored, then local; later ones win).
+        api_key: The W&B API key of an online run (set in this process's environment only; it
+            never reaches a runtime_env, a log or the run's config).
         **kwargs: ``wandb.init`` keyword arguments.
     """
 
@@ -73,9 +77,12 @@ class ContinuousWandbLoggingActor(_WandbLoggingActor):
         *args: Any,
         history_roots: tuple[Root, ...] = (),
         result_files: tuple[Root, ...] = (),
+        api_key: str | None = None,
         **kwargs: Any,
     ):
         super().__init__(logdir, queue, exclude, to_config, *args, **kwargs)
+        if api_key:
+            os.environ[WANDB_API_KEY] = api_key
         self._history_roots = tuple(history_roots)
         self._result_files = tuple(result_files)
         self._run: Any = None

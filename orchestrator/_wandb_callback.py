@@ -13,8 +13,10 @@ Extends Ray's callback where it falls short for a study that is killed and resum
   by ``Tuner.restore``; the restored session completes its offline run from ``result.json``;
 * a trial that ends always finishes its run (exit code 1 when it failed), and a trial that
   starts again in the same session gets a new logging actor instead of a queue nobody reads;
-* the callback never pickles the Ray handles that carry ``WANDB_API_KEY``, and its clean-up
-  at interpreter exit stays quiet when Ray has already been torn down.
+* ``WANDB_API_KEY`` never reaches a ``runtime_env`` (Ray's session logs print those in plain
+  text): an online run's actor gets the key as a Ray object and sets it in its own
+  environment; an offline or disabled one never gets it. The callback never pickles it, and
+  its clean-up at interpreter exit stays quiet when Ray has already been torn down.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray.air.integrations.wandb import WandbLoggerCallback, _clean_log, _QueueItem
+from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _QueueItem
+from ray.air.util.node import _force_on_current_node
 
 from orchestrator._wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
 from orchestrator._wandb_artifacts import SYNC_WAIT_S, artifact_images
@@ -76,11 +79,13 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         self.flush_interval_s = flush_interval_s
         self._ended: set[str] = set()  # trial ids whose actor was sent END
         self._checked_finished = False  # this session looked for finished trials' lost rows
+        self._api_key_object: Any = None  # ray.put(WANDB_API_KEY) for online runs
 
     def __getstate__(self) -> dict[str, Any]:
-        # Ray handles (the actor class holds WANDB_API_KEY in its runtime_env) stay in this process
+        # Ray handles and the API key stay in this process (tuner.pkl is written to the study folder)
         state = self.__dict__.copy()
         state.update(
+            _api_key_object=None,
             _remote_logger_class=None,
             _trial_logging_actors={},
             _trial_logging_futures={},
@@ -147,6 +152,25 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
             result_files=self._trial_files(trial, "result.json"),
             **self.init_kwargs(trial),
         )
+
+    def _start_logging_actor(self, trial: Any, exclude_results: list[str], **kwargs: Any) -> None:
+        if not self._remote_logger_class:
+            # Ray's own class passes WANDB_API_KEY in the actor's runtime_env, which
+            # runtime_env_agent.log in Ray's session folder prints in plain text; the same
+            # options otherwise (an empty env_vars, as Ray's has without a key: own workers)
+            self._remote_logger_class = ray.remote(
+                num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": {}}, max_restarts=-1, max_task_retries=-1
+            )(self._logger_actor_cls)
+        super()._start_logging_actor(trial, exclude_results, api_key=self._api_key(), **kwargs)
+
+    def _api_key(self) -> Any:
+        """The API key as a Ray object (the actor receives its value), for online runs only."""
+        mode = self.kwargs.get("mode") or os.environ.get("WANDB_MODE")
+        if mode in ("offline", "disabled") or not os.environ.get(WANDB_ENV_VAR):
+            return None
+        if self._api_key_object is None:
+            self._api_key_object = ray.put(os.environ[WANDB_ENV_VAR])
+        return self._api_key_object
 
     def _retire_ended_logger(self, trial: Any) -> None:
         """Waits for (then removes) the actor of a trial that ended and now starts again."""

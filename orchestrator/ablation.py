@@ -62,12 +62,19 @@ def _sampler(sampler: str, seed: int, grid: dict[str, list[Any]]):
     return optuna.samplers.NSGAIISampler(seed=seed)
 
 
-def _grid_space(grid: dict[str, list[Any]]) -> Callable[[Any], None]:
-    def space(trial) -> None:
-        for name, values in grid.items():
-            trial.suggest_categorical(name, values)
+@dataclass(frozen=True)
+class _GridSpace:
+    """The define-by-run space of a grid search: one categorical per grid key.
 
-    return space
+    A class, not a closure: Ray pickles the searcher with every experiment snapshot, and a local
+    function cannot be pickled (``search.sampler: grid`` failed at the first snapshot).
+    """
+
+    grid: dict[str, list[Any]]
+
+    def __call__(self, trial) -> None:
+        for name, values in self.grid.items():
+            trial.suggest_categorical(name, values)
 
 
 @dataclass
@@ -127,7 +134,7 @@ class AblationSearcher(Searcher):
         metric, mode = objectives[0]
         super().__init__(metric=metric, mode=mode)
         self._objectives = list(objectives)
-        self._space = space if space is not None or not grid else _grid_space(grid)
+        self._space = space if space is not None or not grid else _GridSpace(grid)
         self._trials_per_cell = trials_per_cell
         self._repeats = repeats
         self._first_seed = first_seed

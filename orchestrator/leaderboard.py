@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["build_leaderboard", "cell_summary", "pareto_flags", "print_cell_summary", "print_leaderboard", "write_leaderboard"]
 
@@ -44,8 +45,8 @@ def build_leaderboard(
     Returns:
         One row per trial, best first: ``rank, trial_id, cell, phase, seed, status, epochs,
         best, best_epoch, last``, the test metrics when the trial finished its budget, and
-        ``config/<key>`` for every key that varies between trials. Trials that never
-        reported rank last.
+        ``config/<key>`` for every key that varies between trials. Errored trials rank
+        after every finished one; within each, trials that never reported rank last.
     """
     results = list(results)
     configs = [dict(r.config or {}) for r in results]
@@ -84,7 +85,8 @@ def build_leaderboard(
         for row, flag in zip(rows, pareto_flags(rows, objectives)):
             row["pareto"] = flag
     sign = -1.0 if mode == "max" else 1.0
-    rows.sort(key=lambda r: (r["best"] is None, sign * r["best"] if r["best"] is not None else 0.0))
+    # an errored trial never ranks above a finished one, whatever it reported before failing
+    rows.sort(key=lambda r: (r["status"] == "ERROR", r["best"] is None, sign * r["best"] if r["best"] is not None else 0.0))
     for rank, row in enumerate(rows, start=1):
         row["rank"] = rank
     return [{"rank": r.pop("rank"), **r} for r in rows]
@@ -110,11 +112,11 @@ def pareto_flags(rows: list[dict[str, Any]], objectives: list[tuple[str, str]]) 
 
 def cell_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per ablation cell: the best value's mean and std over the confirm runs (search runs when
-    the study has no confirm phase), with the number of runs."""
+    the study has no confirm phase), with the number of runs; errored runs are left out."""
     phase = "confirm" if any(r["phase"] == "confirm" for r in rows) else "search"
     cells: dict[str, list[float]] = {}
     for row in rows:
-        if row["phase"] == phase and row["best"] is not None:
+        if row["phase"] == phase and row["best"] is not None and row["status"] != "ERROR":
             cells.setdefault(row["cell"], []).append(row["best"])
     summary = []
     for cell, values in cells.items():
@@ -132,7 +134,7 @@ def print_cell_summary(summary: list[dict[str, Any]], metric: str, mode: str, co
     for column in ("cell", "runs", "mean", "std", "max"):
         table.add_column(column, justify="left" if column == "cell" else "right")
     for row in sorted(summary, key=lambda s: -s["mean"] if mode == "max" else s["mean"]):
-        table.add_row(row["cell"], str(row["runs"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['max']:.4f}")
+        table.add_row(Text(row["cell"]), str(row["runs"]), f"{row['mean']:.4f}", f"{row['std']:.4f}", f"{row['max']:.4f}")
     console.print(table)
 
 
@@ -170,5 +172,5 @@ def print_leaderboard(rows: list[dict[str, Any]], metric: str, console: Console,
     for column in columns:
         table.add_column(column.removeprefix("config/"), justify="left" if column == "trial_id" else "right")
     for row in rows[:top]:
-        table.add_row(*(_fmt(row.get(c)) for c in columns))
+        table.add_row(*(Text(_fmt(row.get(c))) for c in columns))
     console.print(table)

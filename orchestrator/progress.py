@@ -142,7 +142,7 @@ class ProgressPrinter(tune.Callback):
         for cell, row in best_rows_by_cell(rows, (metric, mode)).items():
             mine = [r for r in rows if r["cell"] == cell]
             cells.add_row(
-                cell,
+                Text(cell),
                 f"{sum(r['status'] == 'TERMINATED' for r in mine)}/{len(mine)}",
                 str(sum(r["status"] == "RUNNING" for r in mine)),
                 _fmt(best_value(row, (metric, mode))) if row else "-",
@@ -176,7 +176,7 @@ class ProgressPrinter(tune.Callback):
     def _print_summary(self) -> None:
         self._last_summary, self._ended_since_summary = time.monotonic(), 0
         self._last_summary_text = self.summary()
-        self.console.print(self._last_summary_text, highlight=False, soft_wrap=True)
+        self.console.print(self._last_summary_text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
         """Stops the live table (leaving its last view); safe to call twice."""
@@ -237,11 +237,17 @@ class ProgressPrinter(tune.Callback):
         self._event(f"{self._label(trial)} finished ({c['done']}/{c['total']} trials done)")
         self._maybe_summary()
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        # one line per retry; the error itself is shown once, when the study ends
+        self._event(f"[yellow]{self._label(trial)} failed[/yellow] (failure {trial.num_failures}); Ray retries it")
+
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
         self.table.observe(trial.trial_id, status="ERROR")
         self._ended_since_summary += 1
-        self._event(f"[red]{self._label(trial)} errored[/red]: see {escape(str(trial.path))}/error.txt")
+        failures = f" after {trial.num_failures} failures" if trial.num_failures > 1 else ""
+        # the error itself is summarised once when the study ends
+        self._event(f"[red]{self._label(trial)} errored[/red]{failures}; full log: {escape(str(trial.path))}/error.txt")
         self._maybe_summary()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:

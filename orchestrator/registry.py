@@ -70,7 +70,7 @@ class Registry(Generic[T]):
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._items
+        return isinstance(name, str) and name in self._items  # a list or mapping from a study is no name
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

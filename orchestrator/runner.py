@@ -14,16 +14,20 @@ from __future__ import annotations
 
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
+from orchestrator._trial_errors import TrialError, group_errors, print_errors, quiet_ray_trial_errors, summarize_error
+from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
-from orchestrator.spec import Study, StudyError, validate_study
+from orchestrator.report import report_after_run
+from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
 from orchestrator.trials_table import TRIALS_FILE, newest_experiment_state, write_trials_csv
@@ -36,9 +40,33 @@ STUDY_FILE = "corrotune_study.yaml"
 
 @dataclass
 class StudyOutcome:
+    """How a ``run`` or ``resume`` ended.
+
+    Attributes:
+        study_dir: The local study directory.
+        rows: The leaderboard rows, best first (errored trials after every finished one).
+        num_errors: How many trials errored.
+        errors: Each distinct trial error once, with the ids of the trials it hit.
+    """
+
     study_dir: Path
     rows: list[dict[str, Any]]
     num_errors: int
+    errors: list[tuple[TrialError, list[str]]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """``EXIT_OK``, ``EXIT_SOME_ERRORED`` or ``EXIT_ALL_ERRORED`` (see :mod:`orchestrator.exit_status`)."""
+        return study_exit_status(len(self.rows), self.num_errors)
+
+    def last_line(self) -> str:
+        """The line a command ends with: how many trials finished and errored."""
+        finished = len(self.rows) - self.num_errors
+        if not self.num_errors:
+            return f"Study finished: {finished} trial{'s' if finished != 1 else ''} finished, none errored."
+        what = "all" if not finished else f"{self.num_errors} of"
+        return (f"Study finished with errors: {what} {len(self.rows)} trials errored"
+                f"{f', {finished} finished' if finished else ''} (errors above; exit status {self.exit_status}).")
 
 
 def _trainable(study: Study):
@@ -62,6 +90,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     from ray import tune
 
     from orchestrator._checkpoints import CheckpointPruner
+    from orchestrator._failures import StopRepeatedFailures
     from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
     from orchestrator.progress import ProgressPrinter
@@ -78,6 +107,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
         # keeps the best checkpoints, never the one a resume from the stored state needs
         CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
+        # Ray's retries stop for a trial that fails again before it reports anything
+        StopRepeatedFailures(study.failure.max_failures, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True)),
     ]
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
@@ -129,7 +160,7 @@ def _prepare_data(study: Study, place: StudyPlace, console: Console) -> Study:
     task = get_trainable(study.trainable).task
     try:
         with console.status("Scanning and splitting the dataset..."):
-            data = prepare_dataset(study.data, task, place.local_dir, log=lambda line: console.print(line, highlight=False))
+            data = prepare_dataset(study.data, task, place.local_dir, log=lambda line: console.print(line, markup=False, highlight=False))
     except DataPreparationError as err:
         raise StudyError(place.uri, [str(err), f"then start it again with `corrotune resume {place.uri}`"]) from None
     if place.remote:  # trials on every node read the manifest from the study's storage
@@ -148,14 +179,28 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
     write_trials_csv(place.local_dir, objectives)
     for name in (*(p.name for p in paths), TRIALS_FILE):
         place.publish(name)
-    console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}")
+    console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}", markup=False)
+    report_after_run(place, console)  # statistics and plots; a failing report never fails the run
     if os.environ.get("WANDB_MODE") == "offline":
         command = sync_command(place.local_dir)
         if command:
-            console.print(f"W&B ran offline; to upload: [bold]{command}[/bold]")
+            console.print(f"W&B ran offline; to upload: [bold]{escape(command)}[/bold]")
         elif place.remote:
-            console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them")
-    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows))
+            console.print(f"W&B ran offline; the runs are in {place.uri}/*/wandb/: copy them here, then `wandb sync` them", markup=False)
+    errors = _trial_errors(results, place)
+    print_errors(errors, console)
+    return StudyOutcome(study_dir=place.local_dir, rows=rows, num_errors=sum(r["status"] == "ERROR" for r in rows), errors=errors)
+
+
+def _trial_errors(results, place: StudyPlace) -> list[tuple[TrialError, list[str]]]:
+    """Each distinct error of the errored trials once (Ray's own per-retry tracebacks are off)."""
+    errored = []
+    for result in results:
+        if result.error is not None:
+            folder = Path(result.path).name
+            trial_id = (result.metrics or {}).get("trial_id") or folder  # as the leaderboard names it
+            errored.append((trial_id, summarize_error(result.error, place.remote_path(f"{folder}/error.txt"))))
+    return group_errors(errored)
 
 
 def run_study(
@@ -213,7 +258,7 @@ def _launch(study: Study, place: StudyPlace, console: Console, address: str | No
         from orchestrator._driver_files import back_up_tuner
 
         back_up_tuner(place.local_dir)
-    console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {place.uri}")
+    console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {escape(place.uri)}")
     return _fit(study, place, tuner, console)
 
 
@@ -228,6 +273,7 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     """Environment, then Ray (workers inherit the environment); returns the W&B mode."""
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    quiet_ray_trial_errors()  # the study's end shows each trial error once (print_errors)
     mode = configure_wandb_env(study)
     _init_ray(study, address)
     return mode
@@ -252,7 +298,7 @@ def load_saved_study(study_dir: str | os.PathLike) -> Study:
     path = place.local_dir / STUDY_FILE
     if not place.fetch(STUDY_FILE) or not path.is_file():
         raise StudyError(str(study_dir), [f"not a corrotune study directory: {STUDY_FILE} is missing"])
-    return validate_study(yaml.safe_load(path.read_text()), str(path))
+    return validate_study(read_yaml_mapping(path, f"saved study ({STUDY_FILE})"), str(path))
 
 
 UNRECORDED_DIR = "unrecorded_trials"
@@ -277,20 +323,27 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
             target = place.local_dir / UNRECORDED_DIR / folder.name
             target.parent.mkdir(exist_ok=True)
             folder.rename(target)
-            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}")
+            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}", markup=False)
 
 
-def _repair_driver_files(place: StudyPlace, console: Console) -> bool:
+def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
     """Local studies: driver files a kill cut short are put back or set aside (see ``_driver_files``).
 
     Returns False when no readable experiment state is left.
+
+    Raises:
+        StudyError: ``tuner.pkl`` is lost, or the newest state is and trials with results
+            depend on it (then nothing was changed and the message says how to repair it).
     """
-    from orchestrator._driver_files import repair_driver_files
+    from orchestrator._driver_files import StateLostError, repair_driver_files
 
     if place.remote:
         return True
     try:
-        return repair_driver_files(place.local_dir, lambda line: console.print(line, highlight=False))
+        return repair_driver_files(place.local_dir, lambda line: console.print(line, markup=False, highlight=False),
+                                   trial_prefix=f"{trainable}_")  # see _trial_dirname
+    except StateLostError as err:
+        raise StudyError(place.uri, str(err).splitlines()) from None
     except ValueError as err:
         raise StudyError(place.uri, [str(err), "the study cannot be resumed; run it again under another name"]) from None
 
@@ -314,7 +367,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     if not tune.Tuner.can_restore(place.uri):
         console.print("No trial had started before the interruption; starting the study now.")
         return _launch(study, place, console, address)
-    if not _repair_driver_files(place, console):
+    if not _repair_driver_files(place, study.trainable, console):
         _set_aside_unrecorded_trials(place, study.trainable, console)  # all of them: none was recorded
         console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)
@@ -322,5 +375,5 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     _start_runtime(_prepare_data(study, place, console), address)
     tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=place.storage_filesystem)
-    console.print(f"Resuming study [bold]{study.name}[/bold] from {place.uri}")
+    console.print(f"Resuming study [bold]{study.name}[/bold] from {escape(place.uri)}")
     return _fit(study, place, tuner, console)

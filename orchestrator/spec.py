@@ -26,6 +26,7 @@ from orchestrator._spec_models import (
     MutationRange,
     ObjectiveSpec,
     RaySpec,
+    ReferenceSpec,
     ResourcesSpec,
     SchedulerSpec,
     SearchSpec,
@@ -36,6 +37,7 @@ from orchestrator._spec_models import (
     WandbSpec,
     cell_label,
 )
+from orchestrator.checks import config_problems, number_problems
 from orchestrator.registry import closest
 from search_spaces import SPACES, parameter_names
 from trainables import TRAINABLES, DataConfig
@@ -47,6 +49,7 @@ __all__ = [
     "MutationRange",
     "ObjectiveSpec",
     "RaySpec",
+    "ReferenceSpec",
     "ResourcesSpec",
     "SchedulerSpec",
     "SearchSpec",
@@ -58,6 +61,7 @@ __all__ = [
     "apply_overrides",
     "cell_label",
     "load_study",
+    "read_yaml_mapping",
     "validate_study",
 ]
 
@@ -66,16 +70,57 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     """Applies ``dotted.key=value`` overrides (values parsed as YAML) to a raw study dict."""
     for item in overrides:
         key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise StudyError("--set", [f"{item!r}: expected dotted.key=value"])
         parts = key.strip().split(".")
+        if not sep or not all(part.strip() for part in parts):
+            raise StudyError("--set", [f"{item!r}: expected dotted.key=value, as in --set params.epochs=3"])
+        try:
+            value = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise StudyError("--set", [f"{item!r}: the value is not valid YAML ({_yaml_problem(err)}); "
+                                       "quote it to pass a string: --set 'key=\"...\"'"]) from None
         node = raw
         for i, part in enumerate(parts[:-1]):
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
                 raise StudyError("--set", [f"{item!r}: {'.'.join(parts[: i + 1])} is not a section"])
             node = child
-        node[parts[-1]] = yaml.safe_load(text) if text.strip() else None
+        node[parts[-1]] = value
+    return raw
+
+
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """One line: what the YAML parser found and where."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else problem
+
+
+def read_yaml_mapping(path: Union[str, os.PathLike], what: str = "study file") -> dict[str, Any]:
+    """The YAML mapping in ``path``.
+
+    Raises:
+        StudyError: the file is missing, unreadable, not text, not YAML or not a mapping.
+    """
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise StudyError(source, [f"{what} not found"]) from None
+    except IsADirectoryError:
+        raise StudyError(source, [f"is a folder; give the {what} (YAML)"]) from None
+    except UnicodeDecodeError:
+        raise StudyError(source, [f"not a text file (is it a binary file?); the {what} is UTF-8 YAML"]) from None
+    except OSError as err:
+        raise StudyError(source, [f"cannot read the {what}: {err.strerror or err}"]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise StudyError(source, [f"not valid YAML: {_yaml_problem(err)}"]) from None
+    except RecursionError:
+        raise StudyError(source, ["not valid YAML: nested too deeply"]) from None
+    if not isinstance(raw, dict):
+        got = "an empty file" if raw is None else f"a {type(raw).__name__}"
+        raise StudyError(source, [f"the {what} must be a YAML mapping (name:, trainable:, data:, ...), got {got}"])
     return raw
 
 
@@ -88,36 +133,34 @@ def load_study(path: Union[str, os.PathLike], overrides: list[str] | None = None
     Raises:
         StudyError: with every problem found, each with a hint where one exists.
     """
-    source = str(path)
-    try:
-        text = Path(path).read_text()
-    except FileNotFoundError:
-        raise StudyError(source, ["study file not found"]) from None
-    except OSError as err:
-        raise StudyError(source, [f"cannot read study file: {err.strerror}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise StudyError(source, [f"not valid YAML: {err}"]) from None
-    if not isinstance(raw, dict):
-        raise StudyError(source, ["the study must be a YAML mapping (name:, trainable:, data:, ...)"])
-    return validate_study(apply_overrides(raw, overrides or []), source)
+    return validate_study(apply_overrides(read_yaml_mapping(path), overrides or []), str(path))
 
 
 def validate_study(raw: dict[str, Any], source: str = "<study>") -> Study:
     """Validates a raw study dict; see :func:`load_study`."""
+    typed = number_problems(Study, raw) + _raw_params_numbers(raw)
     try:
         study = Study.model_validate(raw)
     except ValidationError as err:
         problems = [_describe(e, Study) for e in err.errors()]
-        raise StudyError(source, problems + _check_raw_params(raw)) from None
-    problems = _check_trainable_config(study) + _check_data(study.data)
+        if "objective" in raw:  # the study wrote one `objective:`, validated as objectives[0]
+            problems = [re.sub(r"^objectives\.0\b", "objective", p) for p in problems]
+        raise StudyError(source, typed + problems + _check_raw_params(raw)) from None
+    problems = _check_trainable_config(study) + _check_data(study.data) + _check_reference(study)
+    problems = typed + (problems or config_problems(study))
     if problems:
         raise StudyError(source, problems)
     data = study.data
     if not data.is_synthetic:
         data = data.model_copy(update={"path": str(Path(data.path).expanduser().resolve())})
     return study.model_copy(update={"data": data})
+
+
+def _raw_params_numbers(raw: dict[str, Any]) -> list[str]:
+    trainable = raw.get("trainable")
+    if not isinstance(trainable, str) or trainable not in TRAINABLES:
+        return []
+    return number_problems(TRAINABLES.get(trainable).config_model, raw.get("params"), "params")
 
 
 def _params_problems(trainable: str, params: Any, data: Any) -> list[str]:
@@ -220,14 +263,28 @@ def _check_phases(study: Study, valid: set[str], searched: set[str]) -> list[str
     return problems
 
 
+def _check_reference(study: Study) -> list[str]:
+    """Every cell that ``reference.values`` names is a cell of the study."""
+    if study.reference is None:
+        return []
+    labels = [cell_label(levels) for levels, _ in study.cells]
+    return [
+        f"reference.values: {label!r} is not a cell of this study{_did_you_mean(label, labels)} (cells: {', '.join(labels)})"
+        for label in study.reference.values if label not in labels
+    ]
+
+
 def _check_data(data: DataConfig) -> list[str]:
     if data.is_synthetic:
         return []
     path = Path(data.path).expanduser()
     if not path.exists():
-        return [f"data.path: {str(path)!r} does not exist (an image folder, or synthetic:corrosion for the demo set)"]
+        return [f"data.path: {str(path)!r} does not exist (an image folder, or synthetic:corrosion for the demo set); "
+                "set it in the study file or with --set data.path=FOLDER"]
     if not path.is_dir():
         return [f"data.path: {str(path)!r} is a file; expected an image folder"]
+    if data.annotations is not None and not Path(data.annotations).expanduser().is_file():
+        return [f"data.annotations: {data.annotations!r} is not a file; give the COCO instance-segmentation JSON"]
     return []
 
 
@@ -246,7 +303,11 @@ def _describe(error: dict[str, Any], model: type[BaseModel], prefix: str = "") -
         return f"{where}: required key is missing"
     if error["type"] == "value_error":
         return f"{where}: {re.sub(r'^Value error, ', '', error['msg'])}"
-    return f"{where}: {error['msg']} (got {error.get('input')!r})"
+    got = repr(error.get("input"))
+    if error["type"] == "literal_error" and isinstance(error.get("input"), str):
+        valid = re.findall(r"'((?:[^'\\]|\\.)*)'", str((error.get("ctx") or {}).get("expected", "")))
+        return f"{where}: unknown name {error['input']!r}{_did_you_mean(error['input'], valid)} (valid: {', '.join(valid)})"
+    return f"{where}: {error['msg']} (got {got if len(got) <= 80 else got[:77] + '...'})"
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:

@@ -17,13 +17,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
+from orchestrator.exit_status import EXIT_INVALID
 from orchestrator.heartbeat import DriverState, driver_state
 from orchestrator.runner import STUDY_FILE, load_saved_study
-from orchestrator.spec import StudyError
+from orchestrator.spec import StudyError, read_yaml_mapping
 from orchestrator.trials_table import (
     FINAL_STATUSES,
     TRIALS_FILE,
@@ -37,7 +39,7 @@ from orchestrator.trials_table import (
 
 __all__ = ["EXIT_NOT_A_STUDY", "show_status"]
 
-EXIT_NOT_A_STUDY = 2
+EXIT_NOT_A_STUDY = EXIT_INVALID
 STATUS_ORDER = ("RUNNING", "PENDING", "PAUSED", "TERMINATED", "ERROR")
 
 
@@ -46,9 +48,12 @@ def _study_facts(study_dir: Path) -> tuple[str, list[Objective], Any]:
     try:
         study = load_saved_study(study_dir)
     except StudyError:  # say the data folder moved: the saved file still names the objectives
-        raw = yaml.safe_load((study_dir / STUDY_FILE).read_text()) or {}
+        raw = read_yaml_mapping(study_dir / STUDY_FILE, f"saved study ({STUDY_FILE})")  # corrupt: StudyError
         objectives = raw.get("objectives") or [raw.get("objective") or {}]
-        pairs = [(o.get("metric", "val/accuracy"), o.get("mode", "max")) for o in objectives]
+        if not isinstance(objectives, list) or not all(isinstance(o, dict) for o in objectives):
+            raise StudyError(str(study_dir / STUDY_FILE), ["the saved study is corrupt (objectives is not a list of "
+                                                           "{metric, mode}); the trials' own folders are untouched"]) from None
+        pairs = [(str(o.get("metric", "val/accuracy")), str(o.get("mode", "max"))) for o in objectives]
         return str(raw.get("name", study_dir.name)), normalize_objectives(pairs), None
     objectives = getattr(study, "objectives", None) or [study.objective]
     return study.name, normalize_objectives(objectives), study
@@ -76,7 +81,7 @@ def _cell_table(rows: list[dict[str, Any]], objective: Objective, planned: int |
         statuses = Counter(r["status"] for r in rows if r["cell"] == cell)
         total = max(planned or 0, sum(statuses.values()))
         table.add_row(
-            cell, f"{statuses['TERMINATED']}/{total}", str(statuses["RUNNING"]), str(statuses["ERROR"]),
+            Text(cell), f"{statuses['TERMINATED']}/{total}", str(statuses["RUNNING"]), str(statuses["ERROR"]),
             _fmt(best_value(top, objective)) if top else "-", top["trial_id"] if top else "-",
             _fmt(top.get(f"best_epoch/{metric}")) if top else "-",
         )
@@ -90,7 +95,7 @@ def _top_table(rows: list[dict[str, Any]], objectives: list[Objective], top: int
         left = column in ("trial_id", "cell", "phase", "status")
         table.add_column(column.removeprefix("best/"), justify="left" if left else "right")
     for row in rank_rows(rows, objectives[0])[:top]:
-        table.add_row(*(_fmt(row.get(c)) for c in columns))
+        table.add_row(*(Text(_fmt(row.get(c))) for c in columns))
     return table
 
 
@@ -122,21 +127,24 @@ def show_status(study_dir: Path, console: Console, top: int = 5, stale_after_s: 
     """
     study_dir = Path(study_dir).expanduser().resolve()
     if not (study_dir / STUDY_FILE).is_file():
-        console.print(f"[red]error:[/red] {study_dir}: not a corrotune study directory ({STUDY_FILE} is missing)")
+        console.print(f"[red]error:[/red] {escape(str(study_dir))}: not a corrotune study directory ({STUDY_FILE} is missing)")
         return EXIT_NOT_A_STUDY
     name, objectives, study = _study_facts(study_dir)
     table = load_trials_table(study_dir, objectives)
     rows = table.rows()
     driver = _judge(study_dir, rows, stale_after_s)
-    console.print(f"Study [bold]{name}[/bold]  {study_dir}", highlight=False)
-    colour = {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
-    console.print(f"State: [{colour}]{driver.state}[/{colour}] ({driver.detail})", highlight=False)
+    console.print(f"Study [bold]{escape(name)}[/bold]  {escape(str(study_dir))}", highlight=False)
+    state, colour = driver.state, {"finished": "green", "running": "cyan"}.get(driver.state, "yellow")
+    errored = sum(r["status"] == "ERROR" for r in rows)
+    if state == "finished" and errored:
+        state, colour = f"finished with {errored} error{'s' if errored != 1 else ''}", "red"
+    console.print(f"State: [{colour}]{state}[/{colour}] ({escape(driver.detail)})", highlight=False)
     if not rows and driver.state == "running":
         console.print("No trial state yet (the driver is preparing data, or Ray has not written its first snapshot).")
     elif not rows:
         console.print("No trial state: the driver stopped before Ray wrote any; resuming starts the study afresh.")
     if driver.resumable:
-        console.print(f"Resume with [bold]corrotune resume {study_dir}[/bold]", highlight=False)
+        console.print(f"Resume with [bold]corrotune resume {escape(str(study_dir))}[/bold]", highlight=False)
     if not rows:
         return 0
     counts = Counter(r["status"] for r in rows)
@@ -151,7 +159,7 @@ def show_status(study_dir: Path, console: Console, top: int = 5, stale_after_s: 
     if not csv_path.exists():
         try:
             table.write_csv(csv_path)
-            console.print(f"Wrote {csv_path}", highlight=False)
+            console.print(f"Wrote {csv_path}", markup=False, highlight=False)
         except OSError:
             pass
     return 0

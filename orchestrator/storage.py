@@ -19,10 +19,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["DEFAULT_STORAGE", "StudyPlace", "is_uri", "split_study_uri"]
+__all__ = ["DEFAULT_STORAGE", "StudyPlace", "is_uri", "split_study_uri", "storage_problem"]
 
 DEFAULT_STORAGE = "corrotune-results"
 """Results root when neither ``--storage`` nor the study's ``storage`` names one."""
+
+
+_PROBE_TIMEOUT_S = 15.0
+"""How long the check of remote storage waits for the bucket to answer."""
 
 
 def is_uri(storage: str | os.PathLike) -> bool:
@@ -36,6 +40,67 @@ def split_study_uri(study: str) -> tuple[str, str]:
         return storage, name
     path = Path(study).expanduser().resolve()
     return str(path.parent), path.name
+
+
+def storage_problem(storage: str | os.PathLike, name: str) -> str | None:
+    """Why a study called ``name`` cannot be written to ``storage``, or None.
+
+    A path must be (or be creatable as) a folder this user can write, and ``name`` must fit the
+    file system's limit on a file name; a URI must have a scheme Ray can write to and a bucket
+    that answers within a few seconds (a missing one, or no network, fails here, not mid-run).
+    """
+    storage = str(storage)
+    if storage.startswith("file://"):
+        storage = storage[len("file://"):]
+    if is_uri(storage):
+        return _remote_problem(storage)
+    path = Path(storage).expanduser().absolute()
+    existing = path
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        what = "is a file" if existing == path else f"cannot be created: {existing} is a file"
+        return f"--storage {storage}: {what}; give a folder (or a URI: s3://, gs://, file://)"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--storage {storage}: cannot be written ({existing}: permission denied); choose a folder you can write"
+    try:
+        limit = os.pathconf(existing, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    if len(name.encode()) > limit:
+        return f"name: {len(name.encode())} bytes is too long for a folder name on {existing} (at most {limit}); shorten the study name"
+    return None
+
+
+def _remote_problem(storage: str) -> str | None:
+    from orchestrator.cluster import REMOTE_SCHEMES  # the schemes Ray's pyarrow file systems open
+
+    scheme = storage.split("://", 1)[0].lower()
+    if scheme not in REMOTE_SCHEMES:
+        return (f"--storage {storage}: unsupported scheme {scheme}://; use a path, file:///path, or "
+                f"{', '.join(f'{s}://' for s in sorted(REMOTE_SCHEMES))}")
+    import threading
+
+    outcome: list[str | None] = []
+
+    def probe() -> None:
+        try:
+            import pyarrow.fs
+
+            filesystem, path = pyarrow.fs.FileSystem.from_uri(storage)
+            filesystem.get_file_info(path)
+            outcome.append(None)
+        except Exception as err:  # noqa: BLE001 - any failure means the bucket cannot be used
+            outcome.append(f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}")
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(_PROBE_TIMEOUT_S)
+    if not outcome:
+        return f"--storage {storage}: no answer within {_PROBE_TIMEOUT_S:g} s; check the bucket name, the network and the credentials"
+    if outcome[0] is not None:
+        return f"--storage {storage}: cannot be reached ({outcome[0]}); check the bucket name, the network and the credentials"
+    return None
 
 
 @dataclass(frozen=True)

@@ -259,9 +259,15 @@ def best_value(row: Mapping[str, Any], objective: Objective) -> float | None:
 
 
 def rank_rows(rows: list[dict[str, Any]], objective: Objective) -> list[dict[str, Any]]:
-    """Rows by their best value of ``objective``, best first; trials without one last."""
+    """Rows by their best value of ``objective``, best first; errored trials after all others,
+    and within each group trials without a value last."""
     sign = -1.0 if objective[1] == "max" else 1.0
-    return sorted(rows, key=lambda r: (best_value(r, objective) is None, sign * (best_value(r, objective) or 0.0)))
+
+    def key(row: dict[str, Any]) -> tuple[bool, bool, float]:
+        value = best_value(row, objective)
+        return row.get("status") == "ERROR", value is None, sign * (value or 0.0)
+
+    return sorted(rows, key=key)
 
 
 def best_rows_by_cell(rows: list[dict[str, Any]], objective: Objective) -> dict[str, dict[str, Any] | None]:

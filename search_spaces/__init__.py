@@ -5,7 +5,7 @@ Example:
     >>> space = get_space("classifier_basic")   # def space(trial) -> dict | None
 """
 
-from search_spaces import classifier_basic, classifier_full, classifier_p002, esg_convnext, noop  # noqa: F401  (registers them)
+from search_spaces import classifier_basic, classifier_full, classifier_p002, esg_convnext, noop, segmenter_basic  # noqa: F401  (registers them)
 from search_spaces._registry import SPACES, SpaceFn, get_space, parameter_names, register_space
 
 __all__ = ["SPACES", "SpaceFn", "get_space", "parameter_names", "register_space"]

@@ -21,8 +21,8 @@ TRIAL_META_KEY = "corrotune"
 (``cell``, ``factors``, ``phase``, ``repeat``); the trainable itself never sees it."""
 
 ARTIFACT_COUNT_KEY = "artifacts/files"
-"""Result key in which a trial reports how many artifact files it wrote (the W&B logger waits
-for that many; ``orchestrator/_wandb_artifacts.py`` reads the same key)."""
+"""Result key in which a trial reports how many images (``artifacts/*.png``) it wrote: the W&B
+logger waits for that many (``orchestrator/_wandb_artifacts.py`` reads the same key)."""
 
 
 def split_trial_meta(config: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -45,6 +45,8 @@ class TrainableEntry:
         artifact_files: Files its ``artifacts/`` folder always holds after a finished trial.
         tiny_config: A config that runs in seconds on a CPU (two epochs or more): the contract
             test (``tests/trainables/test_contract.py``) runs every registered trainable with it.
+        metrics: The metric names its results carry, ``fnmatch`` patterns allowed
+            (``val/f1/*``); a study's objectives must name one. Empty: not declared, not checked.
     """
 
     name: str
@@ -55,6 +57,13 @@ class TrainableEntry:
     test_columns: tuple[str, ...] = ()
     artifact_files: tuple[str, ...] = ()
     tiny_config: Mapping[str, Any] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
+
+    def reports(self, metric: str) -> bool:
+        """Whether ``metric`` is one this trainable reports (always True when none are declared)."""
+        import fnmatch
+
+        return not self.metrics or any(fnmatch.fnmatchcase(metric, pattern) for pattern in self.metrics)
 
     def load(self) -> Callable[[dict[str, Any]], None]:
         """Imports and returns the trainable function (imports torch)."""
@@ -89,11 +98,13 @@ def register_trainable(
     test_columns: tuple[str, ...] = (),
     artifact_files: tuple[str, ...] = (),
     tiny_config: Mapping[str, Any] | None = None,
+    metrics: tuple[str, ...] = (),
 ) -> TrainableEntry:
     """Registers a trainable; returns its entry (see :class:`TrainableEntry` for the arguments)."""
     entry = TrainableEntry(
         name=name, config_model=config_model, entrypoint=entrypoint, task=task,
         test_columns=tuple(test_columns), artifact_files=tuple(artifact_files), tiny_config=dict(tiny_config or {}),
+        metrics=tuple(metrics),
     )
     TRAINABLES.register(name)(entry)
     return entry

@@ -429,14 +429,15 @@ def enter_phase(
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Sets up training for ``phase``: fraction applied, fresh optimiser and LR schedule.
 
-    Every parameter outside ``model.backbone`` (the head, attention modules) is made
+    Every parameter outside ``model.backbone`` (the head, attention modules; an smp model's
+    decoder and segmentation head outside ``model.encoder``) is made
     trainable; the backbone's top ``phase.fine_tune_fraction`` of layers is trainable, the rest
     frozen. The optimiser gets the trainable parameters in ``model.parameters()`` order, so a
     resumed trial that calls this again with the same phase can ``load_state_dict`` the saved
     optimiser and scheduler states.
 
     Args:
-        model: A network with a ``.backbone`` (e.g. ``ClassifierNet``).
+        model: A network with a ``.backbone`` (e.g. ``ClassifierNet``) or an ``.encoder`` (smp models).
         phase: From :meth:`FineTuneSchedule.phase_for_epoch`.
         optimizer_name: See :func:`build_optimizer`.
         weight_decay: For every trainable parameter.
@@ -452,7 +453,9 @@ def enter_phase(
     """
     backbone = getattr(model, "backbone", None)
     if not isinstance(backbone, nn.Module):
-        raise TypeError(f"enter_phase needs a model with a `.backbone` module, got {type(model).__name__}")
+        backbone = getattr(model, "encoder", None)  # segmentation-models-pytorch: the encoder is the backbone
+    if not isinstance(backbone, nn.Module):
+        raise TypeError(f"enter_phase needs a model with a `.backbone` (or `.encoder`) module, got {type(model).__name__}")
     for parameter in model.parameters():
         parameter.requires_grad_(True)
     set_fine_tune_fraction(backbone, phase.fine_tune_fraction, input_size)

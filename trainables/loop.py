@@ -347,8 +347,9 @@ def _finish(task: Task, model: nn.Module, best: _Best, loss_fn: nn.Module, devic
             if out_dir is None:
                 logger.warning("no trial directory (not running under Ray Tune): artifacts skipped")
             else:
-                # the count lets the W&B logger wait until every file reached the study directory
-                metrics[ARTIFACT_COUNT_KEY] = len(task.write_artifacts(model, out_dir / "artifacts", history, device))
+                written = task.write_artifacts(model, out_dir / "artifacts", history, device)
+                # the count lets the W&B logger wait until every image reached the study directory
+                metrics[ARTIFACT_COUNT_KEY] = sum(1 for p in written.values() if p.suffix == ".png" and p.parent.name == "artifacts")
         return metrics
     finally:
         model.load_state_dict(last)

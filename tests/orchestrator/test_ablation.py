@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from collections import Counter
 
 import pytest
@@ -136,6 +137,15 @@ def test_grid_sampler_visits_every_point_once_per_cell():
     configs = _drain(searcher)
     for cell in ("gap", "gmp"):
         assert sorted(c["lr"] for c in configs if c["pooling"] == cell) == [0.001, 0.01, 0.1]
+
+
+def test_a_grid_searcher_survives_the_pickling_of_every_snapshot():
+    """Ray pickles the search algorithm with each experiment snapshot (a local function did not)."""
+    searcher = _searcher(space=None, sampler="grid", grid={"lr": [0.1, 0.01]}, trials_per_cell=2, repeats=0)
+    searcher.suggest("t0")
+    restored = pickle.loads(pickle.dumps(searcher))
+    restored.on_trial_complete("t0", {"val/accuracy": 0.5})
+    assert sorted(c["lr"] for c in _drain(restored, prefix="r")) == [0.01, 0.1, 0.1]  # t0 took one gap point
 
 
 def test_several_objectives_give_each_cell_a_pareto_front():

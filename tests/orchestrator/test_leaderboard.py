@@ -29,6 +29,19 @@ def test_rows_rank_by_best_value_and_show_only_varying_config():
     assert config_keys == ["config/lr"]  # dropout and epochs are the same everywhere; data is excluded
 
 
+def test_an_errored_trial_never_ranks_above_a_finished_one():
+    failed_late = _result("d", [0.95, 0.99], {"lr": 0.5, "epochs": 3}, error=RuntimeError("diverged"))
+    for mode in ("max", "min"):
+        rows = build_leaderboard([failed_late, *RESULTS], "val/accuracy", mode)
+        assert [r["status"] for r in rows] == ["TERMINATED", "TERMINATED", "ERROR", "ERROR"]
+        assert [r["trial_id"] for r in rows][2:] == ["d", "c"]  # among errored ones: reported first
+        assert [r["rank"] for r in rows] == [1, 2, 3, 4]
+    from orchestrator.leaderboard import cell_summary
+
+    (cell,) = cell_summary(build_leaderboard([failed_late, *RESULTS], "val/accuracy", "max"))
+    assert cell["runs"] == 2 and cell["max"] == 0.9  # the errored run's 0.99 is not in the cell's statistics
+
+
 def test_min_mode_ranks_lowest_first():
     rows = build_leaderboard(RESULTS[:2], "val/accuracy", "min")
     assert [r["trial_id"] for r in rows] == ["a", "b"] and rows[0]["best"] == 0.5

@@ -15,7 +15,7 @@ OBJECTIVES = [("val/accuracy", "max")]
 
 def _trial(trial_id: str, cell: str, status: str = "RUNNING") -> SimpleNamespace:
     config = {"lr": 0.1, "seed": 0, "corrotune": {"cell": cell, "phase": "search", "repeat": None}}
-    return SimpleNamespace(trial_id=trial_id, status=status, config=config, last_result={}, path=f"/study/t_{trial_id}")
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config, last_result={}, path=f"/study/t_{trial_id}", num_failures=1)
 
 
 def _result(epoch: int, accuracy: float) -> dict:
@@ -60,7 +60,7 @@ def test_log_output_has_one_line_per_event_and_summaries():
     assert len(summaries) == len(set(summaries)) == 2  # the end repeats no unchanged summary
     assert summaries[-1] == (
         "2/3 done, 0 running, 1 errored; best val/accuracy per cell: "
-        "attention=eca 0.5200 (a), attention=none 0.7200 (c)"
+        "attention=eca 0.5200 (a), attention=none 0.6200 (b)"  # errored c (0.72) ranks below finished b
     )
 
 

@@ -10,7 +10,7 @@ from trainables import get_trainable
 
 SPACE_TRAINABLE = {
     "classifier_basic": "classifier", "classifier_full": "classifier", "classifier_p002": "classifier",
-    "esg_convnext": "esg_convnext", "noop": "noop",
+    "esg_convnext": "esg_convnext", "noop": "noop", "segmenter_basic": "segmenter",
 }
 
 
@@ -59,3 +59,15 @@ def test_classifier_full_is_conditional():
         seen.append(params)
         study.tell(trial, 0.5)
     assert {p["attention_placement"] for p in seen} == {"none", "last_stage", "penultimate_stage", "head"}
+
+
+def test_segmenter_basic_suggests_dice_weight_only_for_dice_bce():
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    losses = set()
+    for _ in range(60):
+        trial = study.ask()
+        get_space("segmenter_basic")(trial)
+        assert ("dice_weight" in trial.params) == (trial.params["loss"] == "dice+bce")
+        losses.add(trial.params["loss"])
+        study.tell(trial, 0.5)
+    assert {"dice", "dice+bce"} <= losses

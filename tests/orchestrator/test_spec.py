@@ -71,8 +71,8 @@ def test_wrong_types_and_ranges_name_the_key_and_value():
     [
         (None, "trainable", "clasifier", "Unknown trainable 'clasifier'; did you mean 'classifier'? Valid names: classifier"),
         ("search", "space", "classifier_basc", "did you mean 'classifier_basic'?"),
-        ("search", "sampler", "bayes", "'tpe', 'random', 'cmaes', 'gp', 'nsga2' or 'grid'"),
-        ("scheduler", "name", "pbt2", "'asha', 'hyperband', 'pbt', 'median' or 'fifo'"),
+        ("search", "sampler", "bayes", "unknown name 'bayes'; did you mean 'cmaes'? (valid: tpe, random, cmaes, gp, nsga2, grid)"),
+        ("scheduler", "name", "pbt2", "did you mean 'pbt'? (valid: asha, hyperband, pbt, median, fifo)"),
         ("data", "path", "synthetic:steel", "the built-in one is 'synthetic:corrosion'"),
         ("data", "split", [0.5, 0.2, 0.2], "split ratios must sum to 1"),
         (None, "name", "bad name/with slash", "name:"),
@@ -221,9 +221,24 @@ def test_several_objectives_the_first_is_primary():
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "studies").rglob("*.yaml")), ids=lambda p: p.name)
-def test_every_shipped_study_validates(path):
-    study = load_study(path)
+def test_every_shipped_study_validates(path, tmp_path):
+    paper = path.parent.name == "papers"  # their data.path is left for the user to set
+    study = load_study(path, [f"data.path={tmp_path}"] if paper else [])
     assert study.num_samples >= 1
+    if paper:
+        assert study.reference is not None and study.reference.values
+        with pytest.raises(StudyError, match=r"data.path: .* does not exist .*--set data.path=FOLDER"):
+            load_study(path)
+
+
+def test_a_reference_must_name_cells_of_the_study():
+    raw = {**_ablation(_raw(), factors={"pooling": ["gap", "gmp"]}),
+           "reference": {"source": "paper", "values": {"pooling=gmp": {"test/accuracy": 0.9}, "pooling=gapp": {"test/accuracy": 0.8}}}}
+    problems = _problems(raw)
+    assert problems == ["reference.values: 'pooling=gapp' is not a cell of this study; did you mean 'pooling=gap'? "
+                        "(cells: pooling=gap, pooling=gmp)"]
+    raw["reference"]["values"].pop("pooling=gapp")
+    assert validate_study(raw).reference.values == {"pooling=gmp": {"test/accuracy": 0.9}}
 
 
 def test_the_tiny_ablation_plans_four_cells_with_search_and_confirm_runs():

@@ -126,10 +126,29 @@ def test_finished_and_interrupted_studies(tmp_path):
     study_dir = _make_study(tmp_path, trials)
     _beat(study_dir, "finished", age_s=3600)
     code, out = _status(study_dir)
-    assert "State: finished (finished 60 min ago)" in out and "corrotune resume" not in out
+    assert "State: finished with 1 error (finished 60 min ago)" in out and "corrotune resume" not in out
     _beat(study_dir, "interrupted")
     code, out = _status(study_dir)
     assert "State: interrupted" in out and "corrotune resume" in out
+
+
+def test_errors_are_counted_and_never_rank_above_finished_trials(tmp_path):
+    trials = [
+        ("ok1", "base", "TERMINATED", [0.5, 0.6]),
+        ("bad", "base", "ERROR", [0.99]),  # reported a great epoch, then failed
+        ("ok2", "base", "TERMINATED", [0.7]),
+        ("bad2", "base", "ERROR", []),
+    ]
+    study_dir = _make_study(tmp_path, trials)
+    _beat(study_dir, "finished")
+    code, out = _status(study_dir)
+    assert code == 0 and "State: finished with 2 errors" in out
+    ranked = [line.split()[1] for line in out.splitlines() if line.startswith("│")][-4:]
+    assert ranked == ["ok2", "ok1", "bad", "bad2"], out
+    assert "│ base " in out and " ok2 " in out.split("Best val/accuracy")[1].split("Top")[0]  # the cell's best finished
+    only_finished = _make_study(tmp_path / "b", [("ok", "base", "TERMINATED", [0.5])])
+    _beat(only_finished, "finished")
+    assert "State: finished (" in _status(only_finished)[1]
 
 
 def test_without_a_heartbeat_the_files_decide(tmp_path):

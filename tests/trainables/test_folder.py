@@ -250,11 +250,19 @@ def test_empty_folder_is_a_value_error(tmp_path):
         read_classification_folder(tmp_path)
 
 
-def test_pre_split_without_val_is_a_value_error(tmp_path):
-    root = _image_folder(tmp_path / "ds", {"train/a": 3, "train/b": 3, "test/a": 2, "test/b": 2})
-    with pytest.raises(ValueError, match="val") as info:
+def test_pre_split_without_val_gets_val_carved_from_train(tmp_path):
+    root = _image_folder(tmp_path / "ds", {"train/a": 6, "train/b": 6, "test/a": 2, "test/b": 2})
+    index = read_classification_folder(root, split=(0.5, 0.25, 0.25))
+    counts = Counter((index.classes[s.label], s.split) for s in index.samples)
+    assert counts == {("a", "train"): 4, ("a", "val"): 2, ("b", "train"): 4, ("b", "val"): 2, ("a", "test"): 2, ("b", "test"): 2}
+    assert all("/test/" in s.path for s in index.samples if s.split == "test")
+
+
+def test_pre_split_without_train_is_a_value_error(tmp_path):
+    root = _image_folder(tmp_path / "ds", {"val/a": 3, "val/b": 3, "test/a": 2, "test/b": 2})
+    with pytest.raises(ValueError, match="train/") as info:
         read_classification_folder(root)
-    assert "train" in str(info.value) and "test" in str(info.value)
+    assert "test" in str(info.value) and "val" in str(info.value)
 
 
 def test_val_split_missing_a_class_is_a_value_error_naming_it(tmp_path):
@@ -297,3 +305,15 @@ def test_resolve_root_of_a_path_is_absolute(tmp_path, monkeypatch):
     (tmp_path / "images").mkdir()
     monkeypatch.chdir(tmp_path)
     assert resolve_root(DataConfig(path="images")) == (tmp_path / "images").resolve()
+
+
+def test_a_segmentation_folder_is_not_read_as_classes(tmp_path):
+    from trainables.data.folder import folder_layout, scan_classification_folder
+
+    for split in ("train", "val"):
+        for sub in ("images", "masks"):
+            (tmp_path / split / sub).mkdir(parents=True)
+            shutil.copy(_real_images(1)[0], tmp_path / split / sub / "a.jpg")
+    assert folder_layout(tmp_path) == ("segmentation_presplit", [])
+    with pytest.raises(ValueError, match=r"a segmentation folder \(segmentation_presplit: images/ \+ masks/\), not classes"):
+        scan_classification_folder(tmp_path)

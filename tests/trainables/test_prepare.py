@@ -4,6 +4,7 @@ keep copies of one photo in one split, reuse the manifest and the scan."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from tests.conftest import shared_dataset
 from tests.fixtures import build_messy_folder
 from trainables.data.config import DataConfig
 from trainables.data.manifest import read_manifest
-from trainables.data.prepare import DataPreparationError, prepare_dataset
+from trainables.data.prepare import DataPreparationError, plan_dataset, prepare_dataset
 
 
 @pytest.fixture()
@@ -85,3 +86,42 @@ def test_segmentation_and_coco_prepare(tmp_path):
     coco = prepare_dataset(DataConfig(path=str(root), format="coco"), "segmentation", tmp_path / "coco")
     coco_index = read_manifest(coco.manifest)
     assert coco_index.layout == "coco" and len(coco_index.samples) == 205
+
+
+def _unreadable_folder(root: Path, readable: dict[str, int] | None = None) -> Path:
+    """Two classes of files that no decoder reads, plus ``readable`` real images per class."""
+    source = sorted((shared_dataset("fastener_corrosion") / "train" / "corroded").glob("*.jpg"))
+    for cls in ("corroded", "non_corroded"):
+        (root / cls).mkdir(parents=True)
+        for i in range(3):
+            (root / cls / f"broken{i}.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+        for path in source[: (readable or {}).get(cls, 0)]:
+            shutil.copy(path, root / cls / path.name)
+    return root
+
+
+def test_a_folder_of_unreadable_images_is_refused_with_the_scan_report(tmp_path):
+    root = _unreadable_folder(tmp_path / "broken")
+    lines = []
+    with pytest.raises(DataPreparationError, match=r"no usable image \(6 unusable file\(s\) left out"):
+        prepare_dataset(DataConfig(path=str(root)), "classification", tmp_path / "study", lines.append)
+    assert "6 unreadable" in "\n".join(lines)  # the report was shown first
+    assert (tmp_path / "study" / "data" / "scan.txt").is_file()  # and kept
+    assert not (tmp_path / "study" / "data" / "manifest.json").exists()
+
+
+def test_one_class_left_after_skipping_is_refused(tmp_path):
+    root = _unreadable_folder(tmp_path / "broken", readable={"corroded": 4})
+    with pytest.raises(DataPreparationError, match=r"at least two classes, found \['corroded'\]"):
+        plan_dataset(DataConfig(path=str(root)), "classification", log=lambda line: None)
+
+
+def test_plan_writes_nothing_and_names_a_segmentation_layout(tmp_path):
+    from PIL import Image
+
+    for sub in ("images", "masks"):
+        (tmp_path / "seg" / sub).mkdir(parents=True)
+        Image.new("L", (16, 16)).save(tmp_path / "seg" / sub / "a.png")
+    with pytest.raises(DataPreparationError, match=r"a segmentation folder \(segmentation: images/ \+ masks/\).*segmentation trainable"):
+        plan_dataset(DataConfig(path=str(tmp_path / "seg")), "classification", log=lambda line: None)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seg"]

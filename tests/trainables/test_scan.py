@@ -314,9 +314,10 @@ def test_presplit_without_val_and_class_missing_from_val(tmp_path):
         (tmp_path / split / cls).mkdir(parents=True)
         shutil.copy(src[i], tmp_path / split / cls / "img.jpg")
     report = scan_path(tmp_path)
-    layout = _one(report, "layout")
-    assert (layout.severity, layout.paths) == ("error", ["test/", "train/"])
-    assert "needs train/ and val/" in layout.detail
+    carved = _one(report, "val_from_train")
+    assert (carved.severity, carved.paths) == ("info", ["train/"])
+    assert "carved from train/" in carved.detail
+    assert not [f for f in report.findings if f.kind == "layout"]
 
 
 # ---------------------------------------------------------------------------- layout problems
@@ -407,7 +408,7 @@ def test_segmentation_findings(seg_folder):
     not_binary = {f.paths[0]: f for f in _kinds(report)["mask_not_binary"]}
     assert set(not_binary) == {f"masks/{jpeg_mask}.jpg", f"masks/{grey_levels}.png"}
     assert not_binary[f"masks/{jpeg_mask}.jpg"].severity == "warning"
-    assert "thresholded at 128" in not_binary[f"masks/{jpeg_mask}.jpg"].detail
+    assert "snapped to the nearest valid class value" in not_binary[f"masks/{jpeg_mask}.jpg"].detail
     assert not_binary[f"masks/{grey_levels}.png"].severity == "info"
     assert "values 0, 100, 200" in not_binary[f"masks/{grey_levels}.png"].detail
     assert report.unusable() == [f"images/{no_mask}.jpg", f"images/{wrong_size}.jpg", f"masks/{wrong_size}.png"]
@@ -457,6 +458,7 @@ def test_segmentation_presplit(tmp_path):
     report = scan_path(tmp_path)
     assert report.layout == "segmentation_presplit"
     assert report.classes == {"test/images": 2, "train/images": 1, "val/images": 1}
+    assert report.summary().splitlines()[0].endswith("segmentation_presplit, 4 image/mask pairs over 3 splits (2 test/images, 1 train/images, 1 val/images)")
     leak = _one(report, "leakage")
     assert leak.paths == ["test/images/again.jpg", f"train/images/{stems[0]}.jpg"]
     assert report.unusable() == []
@@ -538,6 +540,7 @@ def test_real_fastener_corrosion(timings):
     counts = {"train/corroded": 110, "train/non_corroded": 83, "val/corroded": 30, "val/non_corroded": 24,
               "test/corroded": 22, "test/non_corroded": 7}
     assert (r.layout, r.classes, r.unusable()) == ("presplit", counts, [])
+    assert ": presplit, 276 images in 2 classes over 3 splits (110 train/corroded," in r.summary().splitlines()[0]  # not "6 classes"
     assert {p for f in _kinds(r)["non_image"] for p in f.paths} == {"EXCLUDED_AMBIGUOUS.txt", "SOURCE.txt"}
     # SOURCE.txt: 2 originals (same Roboflow stem before ".rf.") occur in two splits: both are leakage
     by_original: dict[str, set[str]] = {}

@@ -48,7 +48,26 @@ def test_two_ratios_give_train_and_val_only():
 
 def test_presplit_index_is_kept():
     index = _index([0, 1, 0, 1], split="train")
+    index = index.with_samples([*index.samples[:2], *(Sample(s.path, s.label, split="val") for s in index.samples[2:])])
     assert assign_splits(index, (0.5, 0.25, 0.25)) is index
+
+
+def test_train_and_test_only_get_val_carved_from_train_stratified_and_grouped():
+    labels = [0] * 60 + [1] * 30
+    groups = [f"g{i // 2}" for i in range(90)]  # every photo saved twice
+    index = _index(labels, split="train").with_samples(
+        [*_index(labels, split="train").samples, *(Sample(f"/d/t{i}.png", label=i % 2, split="test") for i in range(10))]
+    )
+    carved = assign_splits(index, (0.7, 0.15, 0.15), seed=0, groups=groups + [f"t{i}" for i in range(10)])
+    counts = Counter((s.label, s.split) for s in carved.samples)
+    # val share of train+val: 0.15 / 0.85 of each class, whole groups
+    assert counts[(0, "val")] == pytest.approx(60 * 0.15 / 0.85, abs=2) and counts[(1, "val")] == pytest.approx(30 * 0.15 / 0.85, abs=2)
+    assert [s.split for s in carved.samples[90:]] == ["test"] * 10  # the test split is kept
+    by_group = {}
+    for sample, group in zip(carved.samples[:90], groups):
+        by_group.setdefault(group, set()).add(sample.split)
+    assert all(len(splits) == 1 for splits in by_group.values())
+    check_splits(carved)
 
 
 def test_a_split_without_a_class_is_an_error():

@@ -12,6 +12,7 @@ SYNTHETIC_SCHEME = "synthetic:"
 """``data.path`` values starting with this name a built-in generated dataset."""
 
 Ratio = Annotated[float, Field(gt=0, lt=1)]
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]  # what NumPy, Optuna and torch all accept
 
 
 class SyntheticConfig(BaseModel):
@@ -19,9 +20,9 @@ class SyntheticConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    num_images: int = Field(600, ge=10)
-    image_size: int = Field(128, ge=16)
-    seed: int = Field(0, ge=0)
+    num_images: int = Field(600, ge=10, le=1_000_000)
+    image_size: int = Field(128, ge=16, le=4096)
+    seed: Seed = 0
     positive_fraction: Ratio = 0.5
 
 
@@ -50,7 +51,7 @@ class DataConfig(BaseModel):
     annotations: Optional[str] = None
     synthetic: SyntheticConfig = SyntheticConfig()
     split: tuple[Ratio, ...] = (0.7, 0.15, 0.15)
-    split_seed: int = 0
+    split_seed: Seed = 0
     on_bad_files: Literal["skip", "stop"] = "skip"
     manifest: Optional[str] = None
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 from trainables.data._paths import cache_dir
 from trainables.data.config import DataConfig
@@ -26,7 +26,13 @@ from trainables.data.manifest import read_manifest, write_manifest
 from trainables.data.segmentation import read_coco, read_segmentation_folder
 from trainables.data.splits import split_index
 
-__all__ = ["DataPreparationError", "cached_scan", "find_coco_annotations", "load_index", "prepare_dataset", "read_index"]
+if TYPE_CHECKING:
+    from trainables.data.scan import ScanReport
+
+__all__ = [
+    "DataPreparationError", "DatasetPlan", "cached_scan", "find_coco_annotations", "load_index", "plan_dataset",
+    "prepare_dataset", "read_index",
+]
 
 _GROUPING_KINDS = frozenset(
     {"duplicate", "conflicting_labels", "leakage", "near_duplicate", "near_conflicting_labels", "near_leakage"}
@@ -52,7 +58,7 @@ def find_coco_annotations(root: Path) -> Optional[Path]:
 
 def read_index(data: DataConfig, task: str, *, strict: bool = True) -> SampleIndex:
     """Reads the dataset of ``data`` for ``task`` without splitting or scanning it."""
-    root = resolve_root(data)
+    root = resolve_root(data, task)
     if task == "classification":
         return scan_classification_folder(root)
     if data.format == "coco" or (data.format == "auto" and data.annotations):
@@ -81,6 +87,8 @@ def _duplicate_groups(index: SampleIndex, root: Path, report) -> list[str]:
 
 
 SCAN_CACHE_VERSION = 1
+_HASHED: dict[tuple, str] = {}
+"""The last folder's file stats -> its scan cache key (this process only)."""
 
 
 def cached_scan(root: Path, log: Callable[[str], None] = print):
@@ -91,10 +99,17 @@ def cached_scan(root: Path, log: Callable[[str], None] = print):
     """
     from trainables.data.scan import ScanReport, content_hash, scan_path
 
-    digest = hashlib.sha256(f"scan-v{SCAN_CACHE_VERSION}|{root.resolve()}".encode())
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        digest.update(f"|{path.relative_to(root).as_posix()}:{content_hash(path)}".encode())
-    cached = cache_dir("scans") / f"{digest.hexdigest()[:32]}.json"
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    # `run` checks the data before it creates the study folder, then prepares it: within one
+    # process, files whose size and modification time did not change are not hashed again
+    stats = (str(root.resolve()), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files))
+    if stats not in _HASHED:
+        digest = hashlib.sha256(f"scan-v{SCAN_CACHE_VERSION}|{root.resolve()}".encode())
+        for path in files:
+            digest.update(f"|{path.relative_to(root).as_posix()}:{content_hash(path)}".encode())
+        _HASHED.clear()
+        _HASHED[stats] = digest.hexdigest()[:32]
+    cached = cache_dir("scans") / f"{_HASHED[stats]}.json"
     if cached.is_file():
         log(f"Data: scan of {root} reused (no file changed since {cached.name})")
         return ScanReport.from_json(json.loads(cached.read_text()))
@@ -104,6 +119,96 @@ def cached_scan(root: Path, log: Callable[[str], None] = print):
     tmp.write_text(json.dumps(report.to_json()))
     os.replace(tmp, cached)
     return report
+
+
+@dataclass(frozen=True)
+class DatasetPlan:
+    """What a study will train on, decided before anything is written.
+
+    Attributes:
+        root: The dataset folder.
+        report: Its scan.
+        index: The usable samples, split.
+        skipped: Every unusable file (absolute path) with its reason.
+    """
+
+    root: Path
+    report: "ScanReport"
+    index: SampleIndex
+    skipped: dict[str, str]
+
+
+def plan_dataset(
+    data: DataConfig,
+    task: str,
+    log: Callable[[str], None] = print,
+    on_scan: Optional[Callable[["ScanReport"], None]] = None,
+) -> DatasetPlan:
+    """Scans, filters and splits the dataset in memory (only the scan cache is written).
+
+    Args:
+        data: The study's data section.
+        task: ``classification`` or ``segmentation`` (from the trainable).
+        log: Receives the scan's human summary.
+        on_scan: Called with the scan report before any check can fail (to keep it on disk).
+
+    Raises:
+        DataPreparationError: a layout the task's reader does not take, unusable files with
+            ``on_bad_files: stop``, or too few usable samples to train and validate on.
+    """
+    root = resolve_root(data, task)
+    report = cached_scan(root, log)
+    if on_scan is not None:
+        on_scan(report)
+    log(report.summary())
+    segmentation_layout = report.layout.startswith("segmentation")
+    if task == "classification" and segmentation_layout:
+        raise DataPreparationError(
+            f"{root}: a segmentation folder ({report.layout}: images/ + masks/), but this trainable classifies "
+            "images and reads <class>/* or {train,val,test}/<class>/* folders; use a segmentation trainable"
+        )
+    if task == "segmentation" and report.layout in ("imagefolder", "presplit") and data.format != "coco":
+        raise DataPreparationError(
+            f"{root}: a classification folder ({report.layout}: <class>/*), but this trainable segments images "
+            "and reads images/ + masks/ folders or COCO annotations (data.format: coco)"
+        )
+    unusable = {str((root / p).resolve()) for p in report.unusable()}
+    reasons = {
+        str((root / p).resolve()): f"{f.kind}: {f.detail}"
+        for f in report.findings if f.severity == "error" for p in f.paths
+    }
+    if unusable and data.on_bad_files == "stop":
+        raise DataPreparationError(
+            f"{root}: {len(unusable)} unusable file(s) (listed in the scan report above); "
+            "fix them, or set data.on_bad_files: skip to leave them out"
+        )
+    try:
+        index = read_index(data, task, strict=False)
+        kept = [s for s in index.samples if s.path not in unusable and (s.mask is None or s.mask not in unusable)]
+        _check_enough(root, index, kept, len(unusable))
+        hashes = {str((root / rel).resolve()): sha for rel, sha in report.hashes.items()}
+        index = index.with_samples(replace(s, hash=hashes.get(s.path)) for s in kept)
+        index = split_index(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
+    except (FileNotFoundError, ValueError) as err:
+        if isinstance(err, DataPreparationError):
+            raise
+        raise DataPreparationError(str(err)) from err
+    return DatasetPlan(root=root, report=report, index=index, skipped={p: reasons.get(p, "unusable") for p in sorted(unusable)})
+
+
+def _check_enough(root: Path, index: SampleIndex, kept: list, num_unusable: int) -> None:
+    """Refuses a dataset left with nothing to train on once the unusable files are out."""
+    unusable = f" ({num_unusable} unusable file(s) left out, see the scan report above)" if num_unusable else ""
+    if not kept:
+        raise DataPreparationError(f"{root}: no usable {'image/mask pair' if index.task == 'segmentation' else 'image'}"
+                                   f"{unusable}; nothing to train on")
+    if index.task == "classification":
+        present = sorted({index.classes[s.label] for s in kept})
+        if len(present) < 2:
+            raise DataPreparationError(
+                f"{root}: classification needs usable images of at least two classes, found {present or 'none'} "
+                f"among {list(index.classes)}{unusable}"
+            )
 
 
 def prepare_dataset(
@@ -121,43 +226,25 @@ def prepare_dataset(
         log: Receives the human summary lines.
 
     Raises:
-        DataPreparationError: unusable files with ``on_bad_files: stop`` (the report is written
-            first), or splits that cannot be formed.
+        DataPreparationError: see :func:`plan_dataset` (the scan report is written first).
     """
     out = Path(study_dir) / "data"
     manifest = out / "manifest.json"
     if manifest.is_file():
         log(f"Data: reusing the split manifest {manifest}")
         return data.model_copy(update={"manifest": str(manifest)})
-    out.mkdir(parents=True, exist_ok=True)
-    root = resolve_root(data)
-    report = cached_scan(root, log)
-    (out / "scan.json").write_text(json.dumps(report.to_json(), indent=1))
-    (out / "scan.txt").write_text(report.summary() + "\n")
-    log(report.summary())
-    unusable = {str((root / p).resolve()) for p in report.unusable()}
-    reasons = {
-        str((root / p).resolve()): f"{f.kind}: {f.detail}"
-        for f in report.findings if f.severity == "error" for p in f.paths
-    }
-    if unusable and data.on_bad_files == "stop":
-        raise DataPreparationError(
-            f"{root}: {len(unusable)} unusable file(s) (see {out / 'scan.txt'}); "
-            "fix them, or set data.on_bad_files: skip to leave them out"
-        )
-    try:
-        index = read_index(data, task, strict=False)
-        kept = [s for s in index.samples if s.path not in unusable and (s.mask is None or s.mask not in unusable)]
-        (out / "skipped.txt").write_text("".join(f"{p}\t{reasons.get(p, 'unusable')}\n" for p in sorted(unusable)))
-        if unusable:
-            log(f"Data: skipping {len(unusable)} unusable file(s), listed in {out / 'skipped.txt'}")
-        hashes = {str((root / rel).resolve()): sha for rel, sha in report.hashes.items()}
-        index = index.with_samples(replace(s, hash=hashes.get(s.path)) for s in kept)
-        index = split_index(index, data.split, data.split_seed, _duplicate_groups(index, root, report))
-    except (FileNotFoundError, ValueError) as err:
-        raise DataPreparationError(str(err)) from err
-    write_manifest(index, manifest)
-    log(f"Data: {len(index.samples)} samples, splits {index.counts()} -> {manifest}")
+
+    def write_scan(report) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "scan.json").write_text(json.dumps(report.to_json(), indent=1))
+        (out / "scan.txt").write_text(report.summary() + "\n")
+
+    plan = plan_dataset(data, task, log, on_scan=write_scan)
+    (out / "skipped.txt").write_text("".join(f"{p}\t{reason}\n" for p, reason in plan.skipped.items()))
+    if plan.skipped:
+        log(f"Data: skipping {len(plan.skipped)} unusable file(s), listed in {out / 'skipped.txt'}")
+    write_manifest(plan.index, manifest)
+    log(f"Data: {len(plan.index.samples)} samples, splits {plan.index.counts()} -> {manifest}")
     return data.model_copy(update={"manifest": str(manifest)})
 
 

@@ -27,22 +27,19 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
 import os
-import re
-import warnings
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
-from trainables.data.folder import IMAGE_SUFFIXES, SPLIT_ALIASES, is_junk
+from trainables.data.checks import MACOS_ZIP_DIR, decode_file, skip_reason, strict_truncation, walk_files
+from trainables.data.folder import SPLIT_ALIASES
 
 __all__ = ["Finding", "ScanReport", "content_hash", "perceptual_hash", "scan_path"]
 
@@ -53,8 +50,6 @@ _SUFFIX_FORMATS = {
 }
 _INT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 _MASK_DIR, _IMAGE_DIR = "masks", "images"
-_MACOS_ZIP_DIR = "__MACOSX"  # AppleDouble copies that macOS zips carry: junk like hidden folders
-_TRUNCATED = re.compile(r"truncat|broken data stream|unexpected end", re.I)
 _MAX_INDEX_VALUE = 63  # masks whose values are all below this are read as class indices
 # A dHash match is confirmed when the detail signatures agree: score = mean of their linear and
 # sign-pattern correlations. Measured on the real datasets: re-saved (q70), resized (0.25-0.9x) or
@@ -141,10 +136,7 @@ class ScanReport:
         """A human summary: counts, then per severity each kind with its details and first paths."""
         ranked = sorted(self.classes.items(), key=lambda kv: (-kv[1], kv[0]))
         counts = ", ".join(f"{n} {c}" for c, n in ranked[:8]) + (", ..." if len(ranked) > 8 else "")
-        seg = self.layout.startswith("segmentation")
-        noun, groups = ("image/mask pairs", "folders") if seg else ("images", "classes")
-        lines = [f"{self.root}: {self.layout}, {self.num_images} {noun} in {len(self.classes)} {groups}"
-                 + (f" ({counts})" if counts else "")]
+        lines = [f"{self.root}: {self.layout}, {self.num_images} {self._extent()}" + (f" ({counts})" if counts else "")]
         for severity, title in zip(_SEVERITIES, ("errors", "warnings", "info")):
             by_kind: dict[str, list[Finding]] = defaultdict(list)
             for f in self.findings:
@@ -164,6 +156,16 @@ class ScanReport:
                 if len(found) > max_paths:
                     lines.append(f"      - ... {len(found) - max_paths} more")
         return "\n".join(lines)
+
+
+    def _extent(self) -> str:
+        """``"images in 2 classes over 3 splits"``: ``classes`` is keyed per split and class when pre-split."""
+        splits = sorted({g.split("/")[0] for g in self.classes if "/" in g})
+        over = f" over {len(splits)} split{'s' if len(splits) != 1 else ''}" if splits else ""
+        if self.layout.startswith("segmentation"):
+            return "image/mask pairs" + over
+        names = {g.split("/")[-1] for g in self.classes}
+        return f"images in {len(names)} class{'es' if len(names) != 1 else ''}{over}"
 
 
 def _describe(finding: Finding, max_paths: int) -> str:
@@ -268,46 +270,17 @@ class _Entry:
     caught: list[str] = field(default_factory=list)
 
 
-@contextlib.contextmanager
-def _strict_truncation():
-    """Makes PIL raise on truncated files while scanning, restoring the caller's setting after."""
-    before = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = before
-
-
 def _read(path: Path, entry: _Entry) -> None:
     """Reads, hashes and fully decodes one file once, filling ``entry``."""
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        entry.error = ("unreadable", f"cannot read the file: {e}")
-        return
-    entry.sha = hashlib.sha256(data).hexdigest()
-    if not data:
-        entry.error = ("zero_byte", "empty file (0 bytes)")
-        return
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                entry.fmt, entry.mode, entry.size = im.format, im.mode, im.size
-                im.load()
-                entry.frames = getattr(im, "n_frames", 1)
-                entry.orientation = _orientation(im)
-                (_measure_mask if entry.role == "mask" else _measure_image)(im, entry)
-        except Image.DecompressionBombError as e:
-            entry.error = ("unreadable", f"refused by PIL as a decompression bomb: {e}")
-        except Image.UnidentifiedImageError:
-            entry.error = ("unreadable", f"not an image PIL can read (starts with {data[:8]!r})")
-        except Exception as e:  # noqa: BLE001 - PIL plugins raise many types on bad data; none may stop the scan
-            truncated = entry.fmt is not None and (isinstance(e, EOFError) or _TRUNCATED.search(str(e)))
-            kind = "truncated" if truncated else "unreadable"
-            entry.error = (kind, f"{entry.fmt or 'file'} fails to decode: {type(e).__name__}: {e}")
-    entry.caught = sorted({str(w.message) for w in caught})
+
+    def inspect(im: Image.Image) -> None:
+        entry.frames = getattr(im, "n_frames", 1)
+        entry.orientation = _orientation(im)
+        (_measure_mask if entry.role == "mask" else _measure_image)(im, entry)
+
+    decoded = decode_file(path, inspect)
+    entry.sha, entry.fmt, entry.mode, entry.size = decoded.sha, decoded.format, decoded.mode, decoded.size
+    entry.error, entry.caught = decoded.error, decoded.warnings
 
 
 def _orientation(im: Image.Image) -> int:
@@ -347,49 +320,11 @@ def _measure_mask(im: Image.Image, entry: _Entry) -> None:
 # ---------------------------------------------------------------------------------- walking, layout
 
 
-def _walk(root: Path) -> list[tuple[str, Path | OSError, bool]]:
-    """All regular files as (relative POSIX path, path, inside a hidden folder), sorted; follows
-    folder links once (as the folder reader does), never in a loop. A folder that cannot be
-    listed comes as (``"folder/"``, the error, hidden)."""
-    out, seen = [], set()
-
-    def visit(folder: Path, hidden: bool) -> None:
-        real = folder.resolve()
-        if real in seen:
-            return
-        seen.add(real)
-        try:
-            listing = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as e:
-            out.append((folder.relative_to(root).as_posix() + "/", e, hidden))
-            return
-        for entry in listing:
-            path = Path(entry.path)
-            if entry.is_dir():
-                visit(path, hidden or entry.name.startswith(".") or entry.name == _MACOS_ZIP_DIR)
-            elif entry.is_file():
-                out.append((path.relative_to(root).as_posix(), path, hidden))
-
-    visit(root, False)
-    return sorted(out)
-
-
-def _junk_reason(path: Path) -> str | None:
-    """Why the folder reader skips a file as litter (its ``is_junk``, plus hidden files), or None."""
-    if path.name.startswith("._"):
-        return "macOS AppleDouble resource fork (._*)"
-    if is_junk(path):
-        return {".ds_store": "macOS Finder metadata"}.get(path.name.lower(), "Windows folder metadata") + f" ({path.name})"
-    if path.name.startswith("."):
-        return "hidden file"
-    return None
-
-
 def _top_dirs(path: Path) -> dict[str, str]:
     """Visible sub-folder names keyed by lower case."""
     return {
         p.name.lower(): p.name for p in path.iterdir()
-        if p.is_dir() and not p.name.startswith(".") and p.name != _MACOS_ZIP_DIR
+        if p.is_dir() and not p.name.startswith(".") and p.name != MACOS_ZIP_DIR
     }
 
 
@@ -478,7 +413,7 @@ def scan_path(
     out = _Findings()
     entries: list[_Entry] = []
     to_read: list[tuple[Path, _Entry]] = []
-    files = _walk(root)
+    files = walk_files(root)
     for rel, path, hidden in files:
         entry = _Entry(rel)
         entries.append(entry)
@@ -486,11 +421,11 @@ def scan_path(
             entry.role = "junk" if hidden else "other"
             out.add("unreadable", "error", [rel], f"cannot list the folder: {path}")
             continue
-        reason = "inside a hidden or __MACOSX folder" if hidden else _junk_reason(path)
-        if reason:
+        skip = skip_reason(path, hidden)
+        if skip and skip[0] == "junk":
             entry.role = "junk"
-            out.add("junk", "warning", [rel], f"{reason}: skipped")
-        elif path.suffix.lower() not in IMAGE_SUFFIXES:
+            out.add("junk", "warning", [rel], skip[1])
+        elif skip:
             entry.role = "other"
         else:
             _assign(rel.split("/"), layout, splits, entry)
@@ -499,7 +434,7 @@ def scan_path(
                         f"image outside the {layout} structure: not part of the dataset, ignored")
             else:
                 to_read.append((path, entry))
-    with _strict_truncation():
+    with strict_truncation():
         for done, (path, entry) in enumerate(to_read, 1):
             _read(path, entry)
             if progress is not None:
@@ -515,6 +450,7 @@ def scan_path(
             out.add("non_image", "info", [e.rel], f"not an image ({Path(e.rel).suffix or 'no suffix'}): ignored")
     if layout.startswith("segmentation"):
         usable = _pair_masks(images, masks, out)
+        _mask_class_finding(masks, out)
     else:
         usable = [e for e in images if e.error is None]
     usable = _duplicate_findings(usable, out, near_duplicate_threshold)
@@ -613,13 +549,22 @@ def _pair_masks(images: list[_Entry], masks: list[_Entry], out: _Findings) -> li
     return usable
 
 
+def _mask_class_finding(masks: list[_Entry], out: _Findings) -> None:
+    """How many classes the lossless masks hold, as the segmenter's ``num_classes: null`` detects them."""
+    values = {v for m in masks if m.error is None and m.fmt not in ("JPEG", "MPO") and not m.colours for v in m.values}
+    if values:
+        k = 2 if values <= {0, 255} or values <= {0, 1} else max(values) + 1
+        shown = ", ".join(map(str, sorted(values)[:8])) + (", ..." if len(values) > 8 else "")
+        out.add("mask_classes", "info", [], f"masks hold {k} classes (values {shown}); num_classes: null detects {k}")
+
+
 def _mask_findings(mask: _Entry, out: _Findings) -> None:
     values = mask.values
     if values == (0,):
         out.add("empty_mask", "info", [mask.rel], "mask is all background (0)")
     elif mask.fmt in ("JPEG", "MPO"):
         out.add("mask_not_binary", "warning", [mask.rel], "JPEG mask (lossy compression adds in-between values): "
-                "will be thresholded at 128")
+                "each pixel is snapped to the nearest valid class value")
     elif mask.colours:
         more = "+" if mask.colours > 16 else ""
         out.add("mask_not_binary", "warning", [mask.rel], f"colour-coded RGB mask ({min(mask.colours, 16)}{more} colours): "
@@ -801,9 +746,13 @@ def _layout_findings(layout: str, splits: dict[str, str], classes: dict[str, int
         out.add("layout", "error", [], "no class folders (<class>/*), pre-split folders ({train,val,test}/<class>/*) or "
                 "segmentation folders (images/ + masks/) found" + (f"; {len(images)} images read" if images else ""))
         return
-    if layout in ("presplit", "segmentation_presplit") and not {"train", "val"} <= set(splits):
+    if layout in ("presplit", "segmentation_presplit") and "train" not in splits:
         out.add("layout", "error", [f"{d}/" for d in sorted(splits.values())],
-                f"a pre-split folder needs train/ and val/ (or validation/); found {sorted(splits)}")
+                f"a pre-split folder needs train/ (val/ is carved from it when missing); found {sorted(splits)}")
+    elif layout in ("presplit", "segmentation_presplit") and "val" not in splits:
+        out.add("val_from_train", "info", [f"{splits['train']}/"],
+                "no val/ folder: validation is carved from train/ at data.split's val share "
+                "(stratified, duplicate groups kept together)")
     if layout.startswith("segmentation"):
         for group, n in classes.items():
             if n == 0:
