@@ -102,7 +102,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     objectives = [(o.metric, o.mode) for o in study.objectives]
     # the table goes to the local study folder (for remote storage: published at the end)
     callbacks = [
-        ProgressPrinter(objectives, console),
+        ProgressPrinter(objectives, console, epochs_per_trial=study.epochs(), time_budget_s=study.stop.time_budget_s),
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
