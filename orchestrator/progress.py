@@ -134,7 +134,9 @@ class ProgressPrinter(tune.Callback):
         for row in self.table.rows():
             if row["status"] in ("TERMINATED", "ERROR"):
                 done += per_trial
-            elif self.epochs_per_trial:
+            elif self.epochs_per_trial and row.get(f"best/{self.objectives[0][0]}") is not None:
+                # a running trial's epochs once it reported its objective (Ray's placeholder
+                # result of a trial that just started counts as an epoch in the table)
                 done += min(row.get("epochs") or 0, per_trial)
         if not total or done <= 0:
             return left_in_budget

@@ -187,3 +187,11 @@ def test_a_printer_pickled_before_the_eta_still_resumes():
     restored = ProgressPrinter.__new__(ProgressPrinter)
     restored.__setstate__(state)
     assert restored.eta_s() is None and restored.summary().startswith("0/0 done")
+
+
+def test_a_started_trial_without_a_result_spends_no_epoch_of_the_eta(monkeypatch):
+    printer, trials, clock = _paced(monkeypatch, epochs_per_trial=1)
+    trials[0].last_result = {"trial_id": "a"}  # what Ray holds for a trial that has just started
+    clock.now += 30
+    printer.on_step_end(1, trials)
+    assert printer.eta_s() is None and "ETA" not in printer.summary()
