@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["attention_names", "augmentation_names", "module_literal", "registered_names", "timm_model_names"]
+__all__ = ["attention_names", "augmentation_names", "module_literal", "registered_names", "smp_encoder_names", "timm_model_names"]
 
 _REGISTER_MODEL = re.compile(r"@register_model\s*\n\s*def\s+(\w+)\s*\(")
 _DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.S)
@@ -54,6 +54,24 @@ def timm_model_names() -> frozenset[str]:
         for block in _DEPRECATIONS.findall(text):
             names.update(_DEPRECATED_NAME.findall(block))
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def smp_encoder_names() -> tuple[str, ...]:
+    """Every encoder name of segmentation-models-pytorch (``tu-<timm model>`` aside), sorted.
+
+    smp merges one ``<family>_encoders = {"name": {...}, ...}`` dict literal per module of
+    ``segmentation_models_pytorch/encoders`` into ``encoders``; their keys are the names.
+    """
+    names: set[str] = set()
+    for path in sorted((_source("segmentation_models_pytorch") / "encoders").glob("*.py")):
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            if isinstance(node.value if targets else None, ast.Dict) and any(
+                isinstance(t, ast.Name) and t.id.endswith("_encoders") for t in targets
+            ):
+                names.update(k.value for k in node.value.keys if isinstance(k, ast.Constant) and isinstance(k.value, str))
+    return tuple(sorted(names))
 
 
 @functools.lru_cache(maxsize=None)

@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
-from orchestrator._known_names import attention_names, augmentation_names, module_literal, timm_model_names
+from orchestrator._known_names import attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names
 from orchestrator.registry import closest
 
 __all__ = ["SANE_MAXIMA", "SEED_MAX", "config_problems", "data_problems", "number_problems", "start_problems"]
@@ -112,6 +112,19 @@ def _backbone_problem(where: str, name: str) -> str | None:
             f"(python -c \"import timm; print(timm.list_models('resnet*'))\") or a paper's name: {', '.join(sorted(paper))}")
 
 
+def _encoder_problem(where: str, name: str) -> str | None:
+    """A segmenter ``encoder``: an smp encoder name, or ``tu-<timm model>``."""
+    if name.startswith("tu-"):
+        if name[3:].split(".")[0] in timm_model_names():
+            return None
+        return f"{where}: encoder {name!r}: {name[3:]!r} is not a timm model{_hint(name[3:], timm_model_names())}"
+    valid = smp_encoder_names()
+    if name in valid:
+        return None
+    return (f"{where}: unknown encoder {name!r}{_hint(name, valid)} (valid: {', '.join(valid)}, "
+            "or tu-<timm model> for any timm backbone)")
+
+
 def _augmentation_problems(where: str, spec: Any) -> list[str]:
     items = [spec] if isinstance(spec, str) else spec if isinstance(spec, list) else []
     names = [item if isinstance(item, str) else next(iter(item)) for item in items
@@ -135,6 +148,8 @@ def _value_problems(where: str, key: str, value: Any) -> list[str]:
     """Problems of one config value, by the config key it goes to."""
     if key == "backbone" and isinstance(value, str):
         return [p for p in [_backbone_problem(where, value)] if p]
+    if key == "encoder" and isinstance(value, str):
+        return [p for p in [_encoder_problem(where, value)] if p]
     if key in ("augmentation", "offline_augmentation"):
         return _augmentation_problems(where, value)
     if key == "attention" and isinstance(value, str) and value not in attention_names():

@@ -11,6 +11,8 @@ Examples:
     corrotune validate studies/demo.yaml
     corrotune scan /data/corrosion --json scan.json
     corrotune --debug validate studies/demo.yaml   # any error also shows its Python traceback
+    corrotune --verbose run studies/demo.yaml      # Ray's own output too (corrotune's lines only otherwise)
+    corrotune --version
 
 No command shows a Python traceback unless ``--debug`` is given: a study, override, path or
 storage that cannot be used ends with ``error: ...`` naming the file or key and the fix, and
@@ -48,12 +50,46 @@ _options = {"debug": False}
 F = TypeVar("F", bound=Callable[..., None])
 
 
+def versions() -> str:
+    """``corrotune 0.1.0 (ray 2.60.0, optuna 5.0.0, torch 2.14.1, python 3.11.9)``.
+
+    Read from the installed distributions' metadata: nothing (torch included) is imported.
+    """
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    runs_on = ", ".join(f"{name} {installed(name)}" for name in ("ray", "optuna", "torch"))
+    return f"corrotune {installed('corrotune')} ({runs_on}, python {platform.python_version()})"
+
+
+def _print_version(show: bool) -> None:
+    if show:
+        typer.echo(versions())
+        raise typer.Exit(EXIT_OK)
+
+
 @app.callback()
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="Show the Python traceback of any error."),
+    verbose: bool = typer.Option(
+        False, "--verbose", help="Also show Ray's own output (its logs, status tables and the workers' output).",
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Show the versions of corrotune and of the Ray, Optuna and torch it runs on, and exit.",
+    ),
 ) -> None:
     """Hyperparameter and ablation studies on Ray Tune + Optuna + W&B."""
+    from orchestrator.quiet import set_verbose
+
     _options["debug"] = debug
+    set_verbose(verbose)
 
 
 def _end(outcome) -> None:

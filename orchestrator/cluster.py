@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
+from orchestrator.quiet import ray_init_options, ray_starting
 from orchestrator.spec import StudyError
 
 __all__ = [
@@ -281,16 +282,18 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
+    # Ray's logs and worker output reach the console with --verbose only (orchestrator.quiet)
+    console = ray_init_options()
     if address is None:
-        # worker output stays in the Ray session logs; trial errors reach the driver through
-        # Tune (and each trial's error.txt), progress through ProgressPrinter
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        with ray_starting():
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, **console)
         return
     target = _resolve(address)
     _check_listening(address, target)
     _check_token(address, target)
     try:
-        ray.init(address=target, log_to_driver=False)
+        with ray_starting():
+            ray.init(address=target, **console)
     except (ConnectionError, RuntimeError) as err:
         raise ClusterError(f"--address {address}", [
             f"could not join the Ray cluster at {target}: {str(err).splitlines()[0]}",

@@ -2,9 +2,10 @@
 
 On a terminal a ``rich`` live table shows the trials by state, the best trial of each ablation
 cell and the last few events. Elsewhere (CI, log files) it prints one line per event and, every
-few finished trials or every half minute, a summary line::
+few finished trials or every half minute, a summary line; the ETA is the study's epoch budget
+at the pace so far, capped by its time budget::
 
-    12/24 done, 3 running, 0 errored; best val/accuracy per cell: attention=eca 0.912 (a1b2_00003), ...
+    12/24 done, 3 running, 0 errored, ETA 4m10s; best val/accuracy per cell: attention=eca 0.912 (a1b2_00003), ...
 """
 
 from __future__ import annotations
@@ -45,6 +46,9 @@ class ProgressPrinter(tune.Callback):
         summary_every: Without the live table, a summary line after this many trials end...
         summary_interval_s: ...or after this many seconds, whichever comes first.
         events_shown: Events the live table keeps under the cells.
+        epochs_per_trial: Epochs a trial runs at most (the study's ``params.epochs``): the ETA
+            counts epochs, not just ended trials, when given.
+        time_budget_s: The study's ``stop.time_budget_s``: the ETA never passes its end.
 
     The earlier form ``ProgressPrinter(metric, mode, console)`` still works.
     """
@@ -59,6 +63,8 @@ class ProgressPrinter(tune.Callback):
         summary_every: int = 5,
         summary_interval_s: float = 30.0,
         events_shown: int = 6,
+        epochs_per_trial: int | None = None,
+        time_budget_s: float | None = None,
     ) -> None:
         if isinstance(console, str):  # the earlier ProgressPrinter(metric, mode, console) call
             objectives, console = [(objectives, console)], _legacy_console
@@ -69,6 +75,8 @@ class ProgressPrinter(tune.Callback):
         self.summary_every = summary_every
         self.summary_interval_s = summary_interval_s
         self.events: deque[str] = deque(maxlen=events_shown)
+        self.epochs_per_trial = epochs_per_trial if epochs_per_trial and epochs_per_trial > 0 else None
+        self.time_budget_s = time_budget_s
         self.best: float | None = None
         self.total = 0
         self._reset_clocks()
@@ -90,7 +98,7 @@ class ProgressPrinter(tune.Callback):
             self.__init__([(state["metric"], state["mode"])])
             self.best = state.get("best")
             return
-        self.__dict__.update(state)
+        self.__dict__.update({"epochs_per_trial": None, "time_budget_s": None, **state})  # pickled before the ETA
         self.console = Console(stderr=True)
         self._reset_clocks()
 
@@ -111,6 +119,37 @@ class ProgressPrinter(tune.Callback):
             "errored": statuses["ERROR"],
         }
 
+    def eta_s(self) -> float | None:
+        """Seconds until the study's budget is spent at the pace so far (None: nothing to go by yet).
+
+        The budget is every planned trial's epochs (a trial that ended, early stopped or errored,
+        counts whole), or the planned trials when the epochs are unknown; the study's time budget
+        caps it.
+        """
+        elapsed = time.monotonic() - self.started
+        left_in_budget = None if self.time_budget_s is None else max(self.time_budget_s - elapsed, 0.0)
+        total = self.counts()["total"]
+        per_trial = self.epochs_per_trial or 1
+        done = 0.0
+        for row in self.table.rows():
+            if row["status"] in ("TERMINATED", "ERROR"):
+                done += per_trial
+            elif self.epochs_per_trial and row.get(f"best/{self.objectives[0][0]}") is not None:
+                # a running trial's epochs once it reported its objective (Ray's placeholder
+                # result of a trial that just started counts as an epoch in the table)
+                done += min(row.get("epochs") or 0, per_trial)
+        if not total or done <= 0:
+            return left_in_budget
+        estimate = elapsed * max(total * per_trial - done, 0.0) / done
+        return estimate if left_in_budget is None else min(estimate, left_in_budget)
+
+    def _eta_text(self) -> str:
+        c = self.counts()
+        if c["done"] + c["errored"] >= c["total"]:
+            return ""  # nothing left to wait for
+        eta = self.eta_s()
+        return "" if eta is None else f", ETA {_duration(eta)}"
+
     def summary(self) -> str:
         """One line: trials by state and the best trial of each cell so far."""
         c = self.counts()
@@ -121,7 +160,7 @@ class ProgressPrinter(tune.Callback):
             for cell, row in cells.items()
         )
         return (
-            f"{c['done']}/{c['total']} done, {c['running']} running, {c['errored']} errored"
+            f"{c['done']}/{c['total']} done, {c['running']} running, {c['errored']} errored{self._eta_text()}"
             + (f"; best {objective[0]} per cell: {best}" if best else "")
         )
 
@@ -134,6 +173,7 @@ class ProgressPrinter(tune.Callback):
             f"{c['done']}/{c['total']} done · {c['running']} running · {c['pending']} pending · ",
             (f"{c['errored']} errored", "red" if c["errored"] else ""),
             f" · {_duration(time.monotonic() - self.started)}",
+            self._eta_text().replace(", ", " · ", 1),
         )
         cells = Table(title=f"Best {metric} ({mode}) per cell", title_justify="left", expand=False)
         for column in ("cell", "done", "running", f"best {metric}", "trial", "epoch"):

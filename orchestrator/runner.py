@@ -26,6 +26,7 @@ from orchestrator._trial_errors import TrialError, group_errors, print_errors, q
 from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
+from orchestrator.quiet import quiet_environment, tune_verbosity
 from orchestrator.report import report_after_run
 from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
@@ -101,7 +102,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     objectives = [(o.metric, o.mode) for o in study.objectives]
     # the table goes to the local study folder (for remote storage: published at the end)
     callbacks = [
-        ProgressPrinter(objectives, console),
+        ProgressPrinter(objectives, console, epochs_per_trial=study.epochs(), time_budget_s=study.stop.time_budget_s),
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
@@ -144,7 +145,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
             failure_config=tune.FailureConfig(max_failures=study.failure.max_failures),
             # files a trial writes into its directory (artifacts/) reach the study directory
             sync_config=tune.SyncConfig(sync_artifacts=True),
-            verbose=0,
+            verbose=tune_verbosity(),  # Ray's status tables with --verbose only
         ),
     )
 
@@ -259,7 +260,13 @@ def _launch(study: Study, place: StudyPlace, console: Console, address: str | No
 
         back_up_tuner(place.local_dir)
     console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {escape(place.uri)}")
+    _tensorboard_hint(place, console)
     return _fit(study, place, tuner, console)
+
+
+def _tensorboard_hint(place: StudyPlace, console: Console) -> None:
+    """Points TensorBoard at the study folder (each trial folder holds its event file)."""
+    console.print(f"TensorBoard: tensorboard --logdir {place.uri}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _plan(study: Study) -> str:
@@ -274,6 +281,7 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     # checkpoints force experiment-state snapshots (that keeps resume exact); don't warn about it
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     quiet_ray_trial_errors()  # the study's end shows each trial error once (print_errors)
+    quiet_environment()  # Ray's console output only with --verbose (orchestrator.quiet)
     mode = configure_wandb_env(study)
     _init_ray(study, address)
     return mode
@@ -376,4 +384,5 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=place.storage_filesystem)
     console.print(f"Resuming study [bold]{study.name}[/bold] from {escape(place.uri)}")
+    _tensorboard_hint(place, console)
     return _fit(study, place, tuner, console)

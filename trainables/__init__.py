@@ -57,7 +57,7 @@ register_trainable(
     artifact_files=("confusion_matrix.png", "roc.png", "pr.png", "curves.png", "tsne.png", "tsne.csv"),
     tiny_config={
         "data": _TINY_DATA, "depths": [1, 1, 1, 1], "dims": [8, 16, 16, 16], "image_size": 64, "batch_size": 8,
-        "epochs": 2, "warmup_epochs": 0, "offline_expansion": 1, "fps_repeats": 1,
+        "epochs": 2, "warmup_epochs": 0, "offline_expansion": 1, "profile": False,
     },
     metrics=_reported(EsgConvNeXtConfig, "tp", "fp", "tn", "fn"),
 )

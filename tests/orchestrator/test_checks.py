@@ -4,7 +4,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from orchestrator._known_names import attention_names, augmentation_names, module_literal, timm_model_names
+from orchestrator._known_names import attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names
 from orchestrator.spec import StudyError, validate_study
 from orchestrator.storage import storage_problem
 from tests.conftest import REPO
@@ -44,6 +44,24 @@ def test_timm_names_read_from_the_source_are_timm_list_models():
 
     deprecated = set(_deprecated_models)  # {old name: current name}
     assert timm_model_names() == set(timm.list_models()) | deprecated
+
+
+def test_smp_encoder_names_read_from_the_source_are_smps():
+    smp = pytest.importorskip("segmentation_models_pytorch")
+    assert set(smp_encoder_names()) == set(smp.encoders.get_encoder_names())
+
+
+@pytest.mark.parametrize(
+    ("encoder", "message"),
+    [("mobilenet_v3", "unknown encoder 'mobilenet_v3'; did you mean 'mobilenet_v2'?"),
+     ("tu-resnet18x", "'resnet18x' is not a timm model; did you mean 'resnet18'?")],
+)
+def test_a_segmenter_encoder_that_does_not_exist_fails_validate_with_a_hint(encoder, message):
+    raw = yaml.safe_load((REPO / "studies" / "examples" / "segmenter.yaml").read_text())
+    raw["params"]["encoder"] = encoder
+    assert message in _problems(raw)
+    raw["params"]["encoder"] = "tu-resnet18"
+    validate_study(raw, "study.yaml")  # any timm backbone is an encoder
 
 
 def test_registered_names_read_from_the_source_are_the_registries():

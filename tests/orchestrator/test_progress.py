@@ -134,3 +134,64 @@ def test_a_printer_pickled_by_the_earlier_version_still_restores():
     trial = _trial("a", "base")
     old.on_trial_result(1, [trial], trial, {"training_iteration": 1, "val/loss": 0.2})
     assert old.best == 0.2
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _paced(monkeypatch, **budget) -> tuple[ProgressPrinter, list[SimpleNamespace], _Clock]:
+    """Two trials of 4 epochs; each epoch takes 10 s of the study's clock."""
+    clock = _Clock()
+    monkeypatch.setattr("orchestrator.progress.time.monotonic", clock)
+    printer = ProgressPrinter(OBJECTIVES, _log_console(), summary_interval_s=3600, **budget)
+    trials = [_trial("a", "base"), _trial("b", "base")]
+    printer.setup(total_num_samples=2)
+    return printer, trials, clock
+
+
+def test_eta_follows_the_epoch_budget_at_the_pace_so_far(monkeypatch):
+    printer, trials, clock = _paced(monkeypatch, epochs_per_trial=4)
+    assert printer.eta_s() is None and "ETA" not in printer.summary()  # nothing to go by yet
+    for epoch in (1, 2):
+        clock.now += 10
+        printer.on_trial_result(epoch, trials, trials[0], _result(epoch, 0.5))
+        printer.on_trial_result(epoch, trials, trials[1], _result(epoch, 0.5))
+    assert printer.eta_s() == 20.0  # half of 2 x 4 epochs in 20 s
+    assert "2 running, 0 errored, ETA 0m20s; best" in printer.summary()
+    clock.now += 5  # trial a ends early (a scheduler stopped it): its epochs count whole
+    printer.on_trial_complete(3, trials, trials[0])
+    assert printer.eta_s() == 25.0 * 2 / 6
+    assert "ETA" in printer.render().renderables[0].plain
+
+
+def test_eta_counts_trials_without_an_epoch_budget_and_never_passes_the_time_budget(monkeypatch):
+    printer, trials, clock = _paced(monkeypatch, time_budget_s=100)
+    assert printer.eta_s() == 100.0  # nothing done yet: the time budget is all there is
+    clock.now += 30
+    printer.on_trial_result(1, trials, trials[0], _result(1, 0.5))
+    printer.on_trial_complete(1, trials, trials[0])
+    assert printer.eta_s() == 30.0  # one of two trials in 30 s
+    clock.now += 50
+    assert printer.eta_s() == 20.0  # 80 s at this pace, but the budget ends in 20
+
+
+def test_a_printer_pickled_before_the_eta_still_resumes():
+    printer = ProgressPrinter(OBJECTIVES, _log_console())
+    state = printer.__getstate__()
+    del state["epochs_per_trial"], state["time_budget_s"]
+    restored = ProgressPrinter.__new__(ProgressPrinter)
+    restored.__setstate__(state)
+    assert restored.eta_s() is None and restored.summary().startswith("0/0 done")
+
+
+def test_a_started_trial_without_a_result_spends_no_epoch_of_the_eta(monkeypatch):
+    printer, trials, clock = _paced(monkeypatch, epochs_per_trial=1)
+    trials[0].last_result = {"trial_id": "a"}  # what Ray holds for a trial that has just started
+    clock.now += 30
+    printer.on_step_end(1, trials)
+    assert printer.eta_s() is None and "ETA" not in printer.summary()

@@ -125,6 +125,8 @@ def _own(row: dict) -> dict:
 def test_through_ray_reports_namespaced_metrics_resumes_exactly_and_writes_artifacts(name, ray_session, tmp_path):
     from ray import tune
 
+    from orchestrator._trial_files import UploadBeforeRetry
+
     entry = get_trainable(name)
     marker = str(tmp_path / "crashed")
     tuner = tune.Tuner(
@@ -134,6 +136,9 @@ def test_through_ray_reports_namespaced_metrics_resumes_exactly_and_writes_artif
         run_config=tune.RunConfig(
             name="contract", storage_path=str(tmp_path / "ray"), verbose=0,
             failure_config=tune.FailureConfig(max_failures=1),
+            # as corrotune's runner does: without it Ray restores the retried trial's result.json
+            # from a storage copy its periodic sync had not updated yet, and epoch 1's row is lost
+            callbacks=[UploadBeforeRetry()],
         ),
     )
     results = tuner.fit()
