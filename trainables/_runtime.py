@@ -258,7 +258,8 @@ def load_trial_checkpoint() -> dict[str, Any] | None:
     with checkpoint.as_directory() as directory:
         state = torch.load(Path(directory) / _STATE_FILE, map_location="cpu", weights_only=False)
     own_name = _own_checkpoint_name(checkpoint)
-    inline = state.get("best_model") is not None
+    # only the best epoch's own checkpoint may be referred to (the pruner keeps it by its epoch)
+    inline = state.get("best_model") is not None and state.get("epoch") == state.get("best_epoch")
     state["best_model"] = best_weights(state, checkpoint.path, checkpoint.filesystem)
     state[BEST_REF_KEY] = (own_name if inline else state.get(BEST_REF_KEY)) if own_name else None
     return state

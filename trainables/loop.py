@@ -262,9 +262,14 @@ class _Best:
         # the best epoch is this one: the same tensors as ``model``, which torch.save writes once
         return {"best_model": model_state if self.epoch == epoch else self.weights, BEST_REF_KEY: None}
 
-    def stored(self, checkpoint_name: str | None) -> None:
-        """Called after a checkpoint holding the weights was reported as ``checkpoint_name``."""
-        if self.ref is None:
+    def stored(self, checkpoint_name: str | None, epoch: int) -> None:
+        """Called after epoch ``epoch``'s checkpoint was reported as ``checkpoint_name``.
+
+        Only the best epoch's own checkpoint becomes the reference: the pruner keeps the
+        checkpoint whose ``epoch`` is a kept one's ``best_epoch``. Weights inherited from another
+        trial (PBT) are stored in every checkpoint until this trial finds a better epoch.
+        """
+        if self.ref is None and self.epoch == epoch:
             self.ref = checkpoint_name
 
 
@@ -360,7 +365,7 @@ def fit(task: Task) -> None:
                 **task.checkpoint_extras(),
             },
         )
-        best.stored(reported_checkpoint_name())
+        best.stored(reported_checkpoint_name(), epoch)
     if start_epoch <= cfg.epochs:
         # a finished trial keeps what export and the report read: the best weights, not the optimiser
         slim_final_checkpoint(tuple(task.checkpoint_extras()))

@@ -170,3 +170,16 @@ def test_a_reference_to_a_deleted_checkpoint_is_a_clear_error(tmp_path):
         best_weights(state, str(folder))
     assert best_weights({"best_model": {"w": 1}}, str(folder)) == {"w": 1}
     assert best_weights({}, str(folder)) is None
+
+
+def test_a_trial_started_from_another_trials_checkpoint_stores_the_inherited_best_weights_itself(monkeypatch, tmp_path):
+    """PBT: the donor's folder is not this trial's, so no checkpoint of this trial may refer into it."""
+    donor, clone = tmp_path / "donor", tmp_path / "clone"
+    donor.mkdir(), clone.mkdir()
+    _run(monkeypatch, _FakeTune(donor, kill_after_epoch=3))
+    _run(monkeypatch, _FakeTune(clone, resume_from=donor / "checkpoint_000002"), first_epoch=4)
+    (folder,) = clone.glob("checkpoint_*")
+    state = _load(folder)
+    assert state["best_epoch"] == 2 and state.get(BEST_REF_KEY) is None
+    for key, value in _load(donor / "checkpoint_000001")["model"].items():
+        assert torch.equal(state["best_model"][key], value), key
