@@ -62,8 +62,20 @@ def test_an_image_folder_is_replaced_by_a_few_linked_images_per_class(tmp_path):
     assert subset_image_folder(tmp_path / "flat", tmp_path / "none") == 0
 
 
+@pytest.fixture
+def ray_left_as_found():
+    """An in-process ``run`` starts Ray in this process and leaves it up (the CLI's process ends
+    there); later tests that expect no Ray must not inherit it."""
+    import ray
+
+    was_up = ray.is_initialized()
+    yield
+    if not was_up and ray.is_initialized():
+        ray.shutdown()
+
+
 @pytest.mark.slow
-def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, monkeypatch):
+def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, monkeypatch, ray_left_as_found):
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
@@ -91,7 +103,8 @@ def test_a_smoke_run_of_p002_ends_with_the_papers_numbers_beside_ours(tmp_path, 
     ("segmenter", "params.image_size 128 -> 64", "test/iou"),
     ("esg_convnext", "params.image_size 64 -> 32", "test/f1"),
 ])
-def test_a_smoke_run_of_each_other_trainables_example_ends_with_a_report(name, shrunk, metric, tmp_path, monkeypatch):
+def test_a_smoke_run_of_each_other_trainables_example_ends_with_a_report(name, shrunk, metric, tmp_path, monkeypatch,
+                                                                        ray_left_as_found):
     from typer.testing import CliRunner
 
     from orchestrator.cli import app
