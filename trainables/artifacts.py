@@ -47,6 +47,7 @@ __all__ = [
     "find_target_layer",
     "pr_figure",
     "roc_figure",
+    "run_artifact_jobs",
     "save_confusion_matrix",
     "save_curves",
     "save_gradcam",
@@ -564,13 +565,24 @@ def write_trial_artifacts(
     if model is not None and sample_images is not None and len(sample_images):
         jobs.append(("gradcam", lambda: save_gradcam(
             model, sample_images, sample_targets, classes, out_dir, normalization=normalization, binary=binary)))
+    return run_artifact_jobs(jobs, out_dir)
+
+
+def run_artifact_jobs(jobs: list[tuple[str, Callable[[], Union[Path, list[Path]]]]], out_dir: Path) -> dict[str, Path]:
+    """Runs each ``(name, job)``; a job returns the file(s) it wrote under ``out_dir``.
+
+    One broken artifact must not cost the others: a job that raises is logged and skipped.
+
+    Returns:
+        ``out_dir``-relative POSIX path → path of every file written.
+    """
     written: dict[str, Path] = {}
     for name, job in jobs:
         try:
             result = job()
-        except Exception as err:  # one broken artifact must not cost the others
+        except Exception as err:  # noqa: BLE001 - see the docstring
             logger.warning("could not write artifact %s in %s: %s: %s", name, out_dir, type(err).__name__, err)
             continue
         for path in result if isinstance(result, list) else [result]:
-            written[path.name] = path
+            written[path.relative_to(out_dir).as_posix()] = path
     return written

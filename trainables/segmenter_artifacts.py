@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import csv
-import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -21,12 +20,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from trainables.artifacts import _cam_ready, save_curves
+from trainables.artifacts import _cam_ready, run_artifact_jobs, save_curves
 from trainables.data.augment import normalize_batch
 
 __all__ = ["CURVE_METRICS", "save_overlays", "save_per_image_csv", "save_segmentation_gradcam", "write_segmenter_artifacts"]
-
-logger = logging.getLogger(__name__)
 
 CURVE_METRICS = ("train/loss", "val/loss", "val/iou", "val/f1", "val/iou_dataset")
 
@@ -181,13 +178,4 @@ def write_segmenter_artifacts(
         ("overlays", lambda: save_overlays(out_dir, images, masks, pred, iou, paths, overlay_images, num_classes)),
         ("gradcam", lambda: save_segmentation_gradcam(model, images[:gradcam_images], pred[:gradcam_images], out_dir, normalization, num_classes)),
     ]
-    written: dict[str, Path] = {}
-    for name, job in jobs:
-        try:
-            result = job()
-        except Exception as err:  # one broken artifact must not cost the others
-            logger.warning("could not write artifact %s in %s: %s: %s", name, out_dir, type(err).__name__, err)
-            continue
-        for path in result if isinstance(result, list) else [result]:
-            written[path.relative_to(out_dir).as_posix()] = path
-    return written
+    return run_artifact_jobs(jobs, out_dir)
