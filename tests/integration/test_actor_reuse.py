@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -19,6 +18,7 @@ import pytest
 import torch
 from rich.console import Console
 
+from tests.ray_session import local_ray
 from trainables import _runtime
 from trainables._runtime import begin_trial
 from trainables.noop import epoch_score
@@ -147,18 +147,8 @@ def test_begin_trial_without_cuda_skips_the_garbage_collection(monkeypatch):
 
 @pytest.fixture(scope="module")
 def one_worker_ray():
-    import ray
-    from ray import cloudpickle
-
-    # workers cannot import this test module: its trainables and helpers travel by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__, num_cpus=1):
+        yield
 
 
 def _fit(trainable, param_space: dict, storage: Path, name: str) -> list[dict[str, Any]]:

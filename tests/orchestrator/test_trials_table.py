@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import pickle
-import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +20,7 @@ from orchestrator.trials_table import (
     normalize_objectives,
     write_trials_csv,
 )
+from tests.ray_session import local_ray
 
 OBJECTIVES = [("val/accuracy", "max"), ("val/loss", "min")]
 
@@ -250,18 +250,8 @@ class _Spy:
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import ray
-    from ray import cloudpickle
-
-    # the trainables above are defined here; ship them by value (workers need not import tests/)
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__):
+        yield
 
 
 def _run(storage: Path, name: str, trainable, callbacks: list, **extra):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY
 from orchestrator._wandb_callback import TrialWandbLoggerCallback
 from orchestrator._wandb_history import offline_run_dirs, read_offline_run
 from orchestrator.tracking import logged_steps
+from tests.ray_session import local_ray
 
 EPOCHS = 5
 SECRET = "sekrit-0123456789"
@@ -51,17 +51,8 @@ def epochs_trainable(config):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import ray
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__):
+        yield
 
 
 def _callback() -> TrialWandbLoggerCallback:

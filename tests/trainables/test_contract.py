@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import math
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
+from tests.ray_session import local_ray
 from trainables import ARTIFACT_COUNT_KEY, TRAINABLES, get_trainable
 
 NAMES = list(TRAINABLES)
@@ -99,17 +99,8 @@ def _crash_once(name: str):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    import ray
-    from ray import cloudpickle
-
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # workers cannot import this module
-    started = not ray.is_initialized()
-    if started:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield
-    if started:
-        ray.shutdown()
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    with local_ray(__name__):
+        yield
 
 
 def _own(row: dict) -> dict:
