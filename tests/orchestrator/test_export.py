@@ -35,7 +35,11 @@ def _network(config: dict, weights: dict) -> torch.nn.Module:
 def _real_inputs(size: int, count: int) -> torch.Tensor:
     """Real photos the trial never saw (the shared dataset's val split, from its end)."""
     root = shared_dataset("fastener_corrosion") / "val"
-    paths = [p for cls in CLASSES for p in sorted((root / cls).glob("*.jpg"))[-count:]][:count]
+    return _model_inputs([p for cls in CLASSES for p in sorted((root / cls).glob("*.jpg"))[-count:]][:count], size)
+
+
+def _model_inputs(paths: list, size: int) -> torch.Tensor:
+    """``paths`` preprocessed as a model trained at ``size`` px (stretch, imagenet) reads them."""
     prep = Preprocessing(size, "stretch", "imagenet")
     images = []
     for path in paths:
@@ -269,13 +273,7 @@ def _segmenter_reference(state: dict) -> torch.nn.Module:
 
 def _real_corrosion_inputs(size: int, count: int) -> torch.Tensor:
     """Real corrosion photos the segmenter trial never saw (the end of the shared set)."""
-    paths = sorted((shared_dataset("corrosion_seg") / "images").glob("*.jpg"))[-count:]
-    prep = Preprocessing(size, "stretch", "imagenet")
-    images = []
-    for path in paths:
-        with Image.open(path) as image:
-            images.append(prep.load(image))
-    return prep.to_input(np.stack(images))
+    return _model_inputs(sorted((shared_dataset("corrosion_seg") / "images").glob("*.jpg"))[-count:], size)
 
 
 @pytest.mark.slow
