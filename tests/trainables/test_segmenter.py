@@ -15,12 +15,7 @@ def _cfg(**overrides) -> SegmenterConfig:
     return SegmenterConfig.model_validate({"data": DATA, "image_size": 32, "encoder": "resnet18", "encoder_depth": 3, **overrides})
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------- config
