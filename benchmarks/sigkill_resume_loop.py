@@ -88,14 +88,33 @@ def _environment(root: Path) -> dict[str, str]:
     return env
 
 
-def _kill_session(process: subprocess.Popen) -> None:
-    """SIGKILLs the driver, then what is left of its Ray session (its own process group only)."""
+def _processes_under(folder: Path) -> list[int]:
+    """Ids of the processes whose command line names ``folder`` (this run's own Ray session:
+    Ray's workers start sessions of their own, so the driver's process group misses them)."""
+    mine = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                if str(folder).encode() in (entry / "cmdline").read_bytes():
+                    mine.append(int(entry.name))
+            except OSError:
+                continue
+    return mine
+
+
+def _kill_session(process: subprocess.Popen, folder: Path) -> None:
+    """SIGKILLs the driver, then what is left of its Ray session (only processes of this run)."""
     process.kill()
     process.wait()
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    for pid in _processes_under(folder):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def drive(args: list[str], env: dict[str, str], cwd: Path, log: Path, kill_after_s: float | None) -> str:
@@ -110,9 +129,9 @@ def drive(args: list[str], env: dict[str, str], cwd: Path, log: Path, kill_after
         try:
             driver.wait(timeout=kill_after_s if kill_after_s is not None else DRIVER_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            _kill_session(driver)
             return "killed" if kill_after_s is not None else "exit timeout"
-        _kill_session(driver)  # ended on its own: whatever of its Ray session outlived it
+        finally:  # killed, ended on its own, or this script interrupted: nothing of its session outlives it
+            _kill_session(driver, cwd)
     return "finished" if driver.returncode == 0 else f"exit {driver.returncode}"
 
 
@@ -256,7 +275,8 @@ def one_run(index: int, rng: random.Random, root: Path, args: argparse.Namespace
             ended = outcome
         elif kill is False:  # failed without being killed: report it, don't loop on it
             ended = outcome
-        command = _cli("resume", str(study_dir))
+        # killed before the study was saved: a user runs it again
+        command = _cli("resume", str(study_dir)) if (study_dir / "corrotune_study.yaml").is_file() else _cli("run", "abl.yaml", "--storage", "results")
     result = {"run": index, "kills": len(kills), "kill_after_s": kills, "drivers": drivers, "ended": ended or "gave up",
               "wall_s": round(time.monotonic() - started, 1)}
     if ended == "finished":
@@ -297,19 +317,21 @@ def main(argv: list[str] | None = None) -> int:
     rng = random.Random(args.seed)
     root = Path(tempfile.mkdtemp(prefix="ct-kill-"))  # short: Ray's socket paths are length-limited
     hogs = start_hogs(args.hogs)
-    runs = []
+    runs, interrupted = [], False
     try:
         for index in range(args.runs):
             runs.append(one_run(index, rng, root, args))
             print(json.dumps(runs[-1]), file=sys.stderr, flush=True)
+    except KeyboardInterrupt:  # Ctrl-C: the report of the runs that ended
+        interrupted = True
     finally:
         stop_hogs(hogs)
-    report = {"benchmark": "sigkill_resume_loop", "setup": {k: v for k, v in vars(args).items()} | {"study": STUDY["name"], "root": str(root)},
-              "totals": totals(runs), "runs": runs}
+    report = {"benchmark": "sigkill_resume_loop", "setup": {**vars(args), "study": STUDY["name"], "root": str(root)},
+              "interrupted": interrupted, "totals": totals(runs), "runs": runs}
     print(json.dumps(report, indent=2))
     if not any("folder" in r for r in runs):
         shutil.rmtree(root, ignore_errors=True)
-    return 0 if all(r["clean"] for r in runs) else 1
+    return 0 if runs and not interrupted and all(r["clean"] for r in runs) else 1
 
 
 if __name__ == "__main__":

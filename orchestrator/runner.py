@@ -380,6 +380,10 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
         console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)
     _set_aside_unrecorded_trials(place, study.trainable, console)
+    if not place.remote:  # rows a kill left out of result.json, from each trial's checkpoint (see _lost_results)
+        from orchestrator._lost_results import restore_lost_rows
+
+        restore_lost_rows(place.local_dir, lambda line: console.print(line, markup=False, highlight=False))
     _start_runtime(_prepare_data(study, place, console), address)
     tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=place.storage_filesystem)

@@ -234,6 +234,27 @@ def best_weights(state: dict[str, Any], checkpoint_dir: str, filesystem: Any = N
         ) from err
 
 
+def checkpoint_history(checkpoint_dir: str, filesystem: Any = None) -> list[dict[str, Any]] | None:
+    """The ``history`` a trial's checkpoint holds: its numeric metrics of each report, oldest first.
+
+    Every trainable stores it (the shared loop and ``noop``), one entry per report, so the last
+    entry is the checkpoint's own. corrotune's resume rebuilds from it the rows a killed driver
+    left out of ``result.json`` (``orchestrator._lost_results``).
+
+    Args:
+        checkpoint_dir: The checkpoint's folder (a local path, or a path on ``filesystem``).
+        filesystem: The ``pyarrow.fs`` filesystem of ``checkpoint_dir``; None for a local path.
+
+    Returns:
+        The entries, or None when the checkpoint holds no history.
+
+    Raises:
+        OSError: the checkpoint cannot be read.
+    """
+    history = _read_state(posixpath.join(str(checkpoint_dir).rstrip("/"), _STATE_FILE), filesystem).get("history")
+    return [dict(entry) for entry in history] if isinstance(history, list) else None
+
+
 def _own_checkpoint_name(checkpoint: Any) -> str | None:
     """The folder name of ``checkpoint`` when it lies in this trial's own folder, else None
     (PBT resumes a trial from another trial's checkpoint)."""

@@ -3,8 +3,9 @@ orchestration (per-trial overhead, actor reuse, retries, resume, multi-node plac
 
 Every epoch it reports ``epoch``, ``score``, ``resumed_from_epoch``, where it ran (``node_id``,
 ``pid``) and when (``time/trial_start``, ``time/report``: Unix seconds), with a checkpoint of a few
-KiB (epoch and RNG state). ``score`` approaches ``x`` over the epochs plus a little noise drawn
-from the global Python, NumPy and torch RNGs, so it depends only on ``(x, seed, epoch)`` when
+KiB (epoch, RNG state, and the ``history`` of its numeric metrics as the shared loop keeps it).
+``score`` approaches ``x`` over the epochs plus a little noise drawn from the global Python,
+NumPy and torch RNGs, so it depends only on ``(x, seed, epoch)`` when
 those are seeded per trial and restored on resume, as :func:`~trainables._runtime.begin_trial`
 and the checkpoint do. A restarted trial continues after its checkpoint's epoch.
 
@@ -56,6 +57,7 @@ def train_noop(config: dict[str, Any]) -> None:
     if state:
         set_rng_state(state["rng"])
     where = {"node_id": _node_id(), "pid": os.getpid()}
+    history = list(state.get("history") or []) if state else []
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.sleep_s:
             time.sleep(cfg.sleep_s)
@@ -68,4 +70,6 @@ def train_noop(config: dict[str, Any]) -> None:
             "epoch": epoch, "score": epoch_score(cfg.x, epoch), "resumed_from_epoch": start_epoch - 1,
             **where, "time/trial_start": trial_start, "time/report": time.time(),
         }
-        report_with_checkpoint(metrics, {"epoch": epoch, "rng": rng_state(), "config": cfg.model_dump(mode="json")})
+        history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})  # as the shared loop keeps it
+        state = {"epoch": epoch, "rng": rng_state(), "history": history, "config": cfg.model_dump(mode="json")}
+        report_with_checkpoint(metrics, state)
