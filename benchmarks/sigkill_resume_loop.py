@@ -21,7 +21,8 @@ After the last resume the study folder is checked:
   (:func:`orchestrator.tracking.logged_steps`), hold steps ``1..n`` exactly once, with the same
   ``score`` per step.
 
-Prints one JSON line per run as it ends (on stderr) and one JSON object with every run and the
+Each run also counts the rows its resumes put back into a ``result.json`` (the rows a kill had
+left out of it, see ``orchestrator._lost_results``). Prints one JSON line per run as it ends (on stderr) and one JSON object with every run and the
 totals (on stdout). Exit status 1 when a run lost or repeated anything.
 
     python benchmarks/sigkill_resume_loop.py [--runs 20] [--seed 0] [--hogs 2] [--max-kills 2]
@@ -35,6 +36,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -46,22 +48,11 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-EPOCHS = 4
-STUDY: dict[str, Any] = {  # tests/integration/test_ablation_resume.py's study
-    "name": "abl",
-    "trainable": "noop",
-    "data": {"path": "synthetic:corrosion", "synthetic": {"num_images": 40, "image_size": 32}},
-    "params": {"epochs": EPOCHS},
-    "ablation": {"factors": {"sleep_s": [0.3, 0.5]}, "repeats": 2, "first_seed": 1},
-    "search": {"space": "noop", "sampler": "tpe", "num_samples": 3, "seed": 0},
-    "objective": {"metric": "score", "mode": "max"},
-    "scheduler": {"name": "asha", "grace_period": 2},
-    "resources": {"cpu": 1},
-    "max_concurrent_trials": 2,
-    "checkpoints": {"num_to_keep": 1},
-    "tracking": {"wandb": {"mode": "offline"}},
-    "ray": {"num_cpus": 2},
-}
+sys.path.insert(0, str(REPO))  # run as a script: the study and the kill helper come from the tests
+
+from tests.integration.helpers import kill_session  # noqa: E402
+from tests.integration.test_ablation_resume import STUDY  # noqa: E402  (its resume test's study)
+
 PLAN = {(f"sleep_s={s}", phase): n for s in (0.3, 0.5) for phase, n in (("search", 3), ("confirm", 2))}
 DRIVER_TIMEOUT_S = 900
 COUNTS = ("result_json", "trials_csv", "wandb")
@@ -103,13 +94,9 @@ def _processes_under(folder: Path) -> list[int]:
 
 
 def _kill_session(process: subprocess.Popen, folder: Path) -> None:
-    """SIGKILLs the driver, then what is left of its Ray session (only processes of this run)."""
-    process.kill()
-    process.wait()
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    """SIGKILLs the driver and its process group, then the rest of its Ray session (only
+    processes of this run: Ray's workers start sessions of their own)."""
+    kill_session(process)
     for pid in _processes_under(folder):
         try:
             os.kill(pid, signal.SIGKILL)
@@ -278,7 +265,7 @@ def one_run(index: int, rng: random.Random, root: Path, args: argparse.Namespace
         # killed before the study was saved: a user runs it again
         command = _cli("resume", str(study_dir)) if (study_dir / "corrotune_study.yaml").is_file() else _cli("run", "abl.yaml", "--storage", "results")
     result = {"run": index, "kills": len(kills), "kill_after_s": kills, "drivers": drivers, "ended": ended or "gave up",
-              "wall_s": round(time.monotonic() - started, 1)}
+              "wall_s": round(time.monotonic() - started, 1), "rows_put_back_on_resume": rows_put_back(log.read_text())}
     if ended == "finished":
         result.update(check_study(study_dir))
         result["unrecorded_trials"] = len(list((study_dir / "unrecorded_trials").glob("*"))) if (study_dir / "unrecorded_trials").is_dir() else 0
@@ -293,10 +280,24 @@ def one_run(index: int, rng: random.Random, root: Path, args: argparse.Namespace
     return result
 
 
+_PUT_BACK = re.compile(r"result\.json lacked iteration\(s\) ([\d, -]+) that")
+
+
+def rows_put_back(driver_log: str) -> int:
+    """How many rows the resumes said they put back into a ``result.json`` (what the race had lost)."""
+    rows = 0
+    for match in _PUT_BACK.finditer(driver_log):
+        for part in match.group(1).split(","):
+            first, _, last = part.strip().partition("-")
+            rows += int(last or first) - int(first) + 1
+    return rows
+
+
 def totals(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """The sums over ``runs`` of kills, rows lost/repeated/wrong per file, and clean runs."""
     return {
         "runs": len(runs), "kills": sum(r["kills"] for r in runs),
+        "rows_put_back_on_resume": sum(r["rows_put_back_on_resume"] for r in runs),
         "runs_clean": sum(r["clean"] for r in runs),
         "runs_every_trial_finished_once": sum(bool(r.get("finished_exactly_once")) for r in runs),
         **{key: {k: sum(r[key][k] for r in runs) for k in COUNTS} for key in ("rows_lost", "rows_repeated", "wrong_values")},

@@ -383,7 +383,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     if not place.remote:  # rows a kill left out of result.json, from each trial's checkpoint (see _lost_results)
         from orchestrator._lost_results import restore_lost_rows
 
-        restore_lost_rows(place.local_dir, lambda line: console.print(line, markup=False, highlight=False))
+        restore_lost_rows(place.local_dir, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
     _start_runtime(_prepare_data(study, place, console), address)
     tuner = tune.Tuner.restore(place.uri, trainable=_trainable(study), resume_unfinished=True, resume_errored=True,
                                storage_filesystem=place.storage_filesystem)
