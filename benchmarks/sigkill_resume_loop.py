@@ -22,7 +22,7 @@ After the last resume the study folder is checked:
   ``score`` per step.
 
 Each run also counts the rows its resumes put back into a ``result.json`` (the rows a kill had
-left out of it, see ``orchestrator._lost_results``). Prints one JSON line per run as it ends (on stderr) and one JSON object with every run and the
+left out of it, see ``orchestrator.ray_repairs.lost_results``). Prints one JSON line per run as it ends (on stderr) and one JSON object with every run and the
 totals (on stdout). Exit status 1 when a run lost or repeated anything.
 
     python benchmarks/sigkill_resume_loop.py [--runs 20] [--seed 0] [--hogs 2] [--max-kills 2]
@@ -158,7 +158,7 @@ def _same(a: Any, b: float) -> bool:
 
 
 def _saved_trials(study_dir: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
-    from orchestrator.trials_table import newest_experiment_state
+    from orchestrator.ray_repairs.experiment_state import newest_experiment_state
 
     state = newest_experiment_state(study_dir) or {"trial_data": []}
     return [(json.loads(trial), json.loads(run)) for trial, run in state["trial_data"]]

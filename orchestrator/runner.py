@@ -381,8 +381,8 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
         console.print("No experiment state was saved before the interruption; starting the study again.")
         return _launch(study, place, console, address)
     _set_aside_unrecorded_trials(place, study.trainable, console)
-    if not place.remote:  # rows a kill left out of result.json, from each trial's checkpoint (see _lost_results)
-        from orchestrator._lost_results import restore_lost_rows
+    if not place.remote:  # rows a kill left out of result.json, from Ray's state and checkpoints (ray_repairs.lost_results)
+        from orchestrator.ray_repairs.lost_results import restore_lost_rows
 
         restore_lost_rows(place.local_dir, lambda line: console.print(line, markup=False, highlight=False, soft_wrap=True))
     _start_runtime(_prepare_data(study, place, console), address)

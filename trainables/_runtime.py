@@ -239,7 +239,7 @@ def checkpoint_history(checkpoint_dir: str, filesystem: Any = None) -> list[dict
 
     Every trainable stores it (the shared loop and ``noop``), one entry per report, so the last
     entry is the checkpoint's own. corrotune's resume rebuilds from it the rows a killed driver
-    left out of ``result.json`` (``orchestrator._lost_results``).
+    left out of ``result.json`` (``orchestrator.ray_repairs.lost_results``).
 
     Args:
         checkpoint_dir: The checkpoint's folder (a local path, or a path on ``filesystem``).

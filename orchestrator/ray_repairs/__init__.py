@@ -16,6 +16,8 @@ it uses:
   resume needs.
 * :mod:`~orchestrator.ray_repairs.trial_files`: a trial's ``result.json`` / ``progress.csv``
   whole and free of repeats across retries and resumes.
+* :mod:`~orchestrator.ray_repairs.lost_results`: before a resume, puts back the rows of a trial's
+  ``result.json`` that a kill during Ray's sync left out (the state was copied, the file not yet).
 * :mod:`~orchestrator.ray_repairs.wandb_actor` and :mod:`~orchestrator.ray_repairs.wandb_callback`:
   one continuous W&B run per trial across crashes and ``Tuner.restore``.
 * :mod:`~orchestrator.ray_repairs.cluster`: Ray's own address resolution, GPU detection, GCS

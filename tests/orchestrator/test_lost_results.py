@@ -19,8 +19,8 @@ from ray import tune
 from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
-from orchestrator._lost_results import drop_restarted_rows, restore_lost_rows
-from orchestrator._trial_files import DropRepeatedResults
+from orchestrator.ray_repairs.lost_results import drop_restarted_rows, restore_lost_rows
+from orchestrator.ray_repairs.trial_files import DropRepeatedResults
 
 TRIAL_ID = "abc_00000"
 FOLDER = f"noop_{TRIAL_ID}"

@@ -18,8 +18,9 @@ whole results Ray's state keeps (the trial's last result and those of its regist
 checkpoints), else from the checkpoint's ``history`` (every corrotune trainable stores the numeric
 metrics of each epoch in it: ``trainables._runtime.checkpoint_history``), with
 ``training_iteration`` and ``trial_id`` set. Rows an earlier start reported again (an iteration
-at or below one before it) keep only the newest start's, as :class:`DropRepeatedResults` does
-while a trial runs. The file is then rewritten whole, each iteration once, in order.
+at or below one before it) keep only the newest start's, as ``DropRepeatedResults``
+(:mod:`orchestrator.ray_repairs.trial_files`) does while a trial runs. The file is then
+rewritten whole, each iteration once, in order.
 
 Private Ray names used: ``ray.tune.trainable.metadata._TrainingRunMetadata`` (to decode a trial's
 run metadata) and its checkpoint manager's ``latest_checkpoint_result`` /
@@ -102,7 +103,7 @@ def rebuilt_rows(
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    from orchestrator._atomic_fs import atomic_local_filesystem
+    from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem
 
     text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
     with atomic_local_filesystem().open_output_stream(str(path)) as stream:
@@ -176,7 +177,7 @@ def restore_lost_rows(study_dir: Path, log: Callable[[str], None]) -> dict[str, 
     Returns:
         ``{trial folder: iterations rebuilt}`` of the trials that had rows rebuilt.
     """
-    from orchestrator.trials_table import newest_experiment_state, recorded_trials
+    from orchestrator.ray_repairs.experiment_state import newest_experiment_state, recorded_trials
 
     state = newest_experiment_state(study_dir) or {}
     repaired = {}
