@@ -13,6 +13,10 @@ Extends Ray's callback where it falls short for a study that is killed and resum
   by ``Tuner.restore``; the restored session completes its offline run from ``result.json``;
 * a trial that ends always finishes its run (exit code 1 when it failed), and a trial that
   starts again in the same session gets a new logging actor instead of a queue nobody reads;
+* the driver's loop never waits on W&B: queue items (each a blocking round trip to a queue
+  actor, the first one until that actor's process has started: seconds) are sent from a
+  background thread in order, and a trial's images are gathered there once its artifacts
+  reached the study folder (see :mod:`orchestrator._background`);
 * ``WANDB_API_KEY`` never reaches a ``runtime_env`` (Ray's session logs print those in plain
   text): an online run's actor gets the key as a Ray object and sets it in its own
   environment; an offline or disabled one never gets it. The callback never pickles it, and
@@ -26,12 +30,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _QueueItem
 from ray.air.util.node import _force_on_current_node
 
+from orchestrator._background import Background
 from orchestrator._wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
-from orchestrator._wandb_artifacts import SYNC_WAIT_S, artifact_images
+from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY, SYNC_WAIT_S, artifact_images
 from orchestrator._wandb_history import Root, last_logged_step
 from trainables import TRIAL_META_KEY
 
@@ -80,12 +86,14 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         self._ended: set[str] = set()  # trial ids whose actor was sent END
         self._checked_finished = False  # this session looked for finished trials' lost rows
         self._api_key_object: Any = None  # ray.put(WANDB_API_KEY) for online runs
+        self._background: Background | None = None  # sends queue items off the driver's loop
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray handles and the API key stay in this process (tuner.pkl is written to the study folder)
         state = self.__dict__.copy()
         state.update(
             _api_key_object=None,
+            _background=None,
             _remote_logger_class=None,
             _trial_logging_actors={},
             _trial_logging_futures={},
@@ -187,27 +195,52 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         super()._cleanup_logging_actor(trial)
         self._ended.discard(trial.trial_id)
 
+    def _lane(self) -> Background:
+        if self._background is None:
+            self._background = Background("wandb")
+        return self._background
+
+    def _send(self, trial: Any, *items: tuple[Any, Any]) -> None:
+        """Puts ``items`` into the trial's queue from the background lane, after the items sent before."""
+        target = self._trial_queues[trial]  # this session's queue, even if the trial starts again later
+        self._lane().submit(lambda: [target.put(item) for item in items])
+
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         if trial not in self._trial_logging_actors or trial.trial_id in self._ended:
             self.log_trial_start(trial)
         if isinstance(result.get("config"), dict):
             result = {**result, "config": redact_secrets(result["config"])}
         result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
-        self._trial_queues[trial].put((_QueueItem.RESULT, result))
+        self._send(trial, (_QueueItem.RESULT, result))
+
+    def log_trial_save(self, trial: Any) -> None:
+        if self.upload_checkpoints and trial.checkpoint and trial in self._trial_queues:
+            if isinstance(trial.checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+                self._send(trial, (_QueueItem.CHECKPOINT, trial.checkpoint.path))
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         self._end_run(trial, failed, SYNC_WAIT_S)
 
     def _end_run(self, trial: Any, failed: bool, artifacts_wait_s: float) -> None:
-        """Queues the trial's images and END; its actor then finishes the run."""
+        """Queues the trial's images and END; its actor then finishes the run.
+
+        The wait for the artifacts to reach the study folder runs in the background; the
+        images and END follow the trial's results into its queue.
+        """
         if trial not in self._trial_queues or trial.trial_id in self._ended:
             return
         step = (trial.last_result or {}).get("training_iteration")
-        images = artifact_images(trial, artifacts_wait_s) if step else {}
-        if images:
-            images = _clean_log(images, image_kwargs=self.image_kwargs)
-            self._trial_queues[trial].put((IMAGES, {"step": step, "images": images}))
-        self._trial_queues[trial].put((_QueueItem.END, {"failed": failed, "last_step": step}))
+        target, end = self._trial_queues[trial], (_QueueItem.END, {"failed": failed, "last_step": step})
+
+        def send(images: dict[str, Any] | None) -> None:
+            if images:
+                target.put((IMAGES, {"step": step, "images": _clean_log(images, image_kwargs=self.image_kwargs)}))
+            target.put(end)
+
+        if step and (trial.last_result or {}).get(ARTIFACT_COUNT_KEY):
+            self._lane().after(lambda: artifact_images(trial, artifacts_wait_s), send)
+        else:
+            self._lane().submit(lambda: send(None))
         self._ended.add(trial.trial_id)
         self._cleanup_logging_actors()
 
@@ -237,6 +270,9 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._complete_finished_runs(trials)  # a restore with nothing left to run has no step
+        if self._background is not None and not self._background.drain(timeout_s=self._upload_timeout):
+            logger.warning("W&B: %d queued items not sent within %.0f s; some runs may lack their last rows",
+                           self._background.pending(), self._upload_timeout)
         super().on_experiment_end(trials, **info)  # waits for the runs to finish
         for trial in trials:
             if not _is_local(trial):
@@ -249,8 +285,6 @@ def _upload_offline_runs(trial: Any) -> None:
     Ray's last sync of the staging folder comes before the callbacks' ``on_experiment_end``,
     so without this a run's last rows and its exit record would stay on the driver.
     """
-    import pyarrow.fs
-
     filesystem = trial.storage.storage_filesystem
     for folder in sorted(Path(trial.local_path, "wandb").glob("offline-run-*")):
         if folder.is_dir() and not folder.is_symlink() and any(folder.glob("run-*.wandb")):
