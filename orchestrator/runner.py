@@ -94,7 +94,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     from orchestrator._failures import StopRepeatedFailures
     from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
-    from orchestrator.progress import ProgressPrinter
+    from orchestrator.progress import LOG_FILE, ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
     from orchestrator.trials_table import TrialsTableCallback
 
@@ -102,7 +102,8 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     objectives = [(o.metric, o.mode) for o in study.objectives]
     # the table goes to the local study folder (for remote storage: published at the end)
     callbacks = [
-        ProgressPrinter(objectives, console, epochs_per_trial=study.epochs(), time_budget_s=study.stop.time_budget_s),
+        ProgressPrinter(objectives, console, epochs_per_trial=study.epochs(), time_budget_s=study.stop.time_budget_s,
+                        log_path=place.local_dir / LOG_FILE),  # the progress lines, plain, in <study>/corrotune.log
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
