@@ -405,7 +405,11 @@ class TrialsTableCallback(tune.Callback):
     """Keeps ``<study_dir>/trials.csv`` and the driver heartbeat current while a study runs.
 
     ``trials.csv`` is rewritten at most every ``min_interval_s`` (results, trials ending or
-    erroring), and at experiment end; the first change after a quiet spell is written at once. The heartbeat is rewritten every
+    erroring), and at experiment end; the first change after a quiet spell is written at once.
+    A rewrite costs time in proportion to the trials (it runs on Ray Tune's driver loop), so the
+    interval also grows with the last rewrite's cost: rewriting takes at most ``max_write_share``
+    of the loop's time, whatever the study's size (a whole rewrite on every result would make a
+    study of n trials cost O(n²)). The heartbeat is rewritten every
     ``heartbeat_interval_s``; at experiment end it says ``finished`` or ``interrupted``.
     Writes go straight to the study directory (not Ray's staging copy), so the file is as
     fresh as the driver. Picklable: it holds no files, locks or clocks that matter across
@@ -416,6 +420,7 @@ class TrialsTableCallback(tune.Callback):
         objectives: ``(metric, mode)`` pairs, the primary first (or ``ObjectiveSpec``s).
         min_interval_s: Least time between two rewrites on results.
         heartbeat_interval_s: Time between two heartbeats.
+        max_write_share: Largest share of the driver's time that rewriting ``trials.csv`` may take.
     """
 
     def __init__(
@@ -424,21 +429,24 @@ class TrialsTableCallback(tune.Callback):
         objectives: Any,
         min_interval_s: float = 1.0,
         heartbeat_interval_s: float = 5.0,
+        max_write_share: float = 0.05,
     ) -> None:
         self.study_dir = Path(study_dir)
         self.table = TrialsTable(objectives)
         self.min_interval_s = min_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_write_share = max_write_share
         self._reset_clocks()
 
     def _reset_clocks(self) -> None:
         self._started: float | None = None
         self._last_write = self._last_beat = self._last_sync = float("-inf")
+        self._write_cost_s = 0.0  # how long the last rewrite took
         self._dirty = False
         self._warned = False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"max_write_share": 0.05, **state})  # pickled before it existed
         self._reset_clocks()
 
     def _safely(self, action: Callable[..., Any], *args: Any) -> None:
@@ -454,11 +462,19 @@ class TrialsTableCallback(tune.Callback):
         self._safely(write_heartbeat, self.study_dir, state, self._started)
 
     def _write(self) -> None:
-        self._last_write, self._dirty = time.monotonic(), False
+        started = time.monotonic()
+        self._dirty = False
         self._safely(self.table.write_csv, self.study_dir / TRIALS_FILE)
+        self._last_write = time.monotonic()
+        self._write_cost_s = self._last_write - started
+
+    def write_interval_s(self) -> float:
+        """Least time from the end of one rewrite to the next: ``min_interval_s``, longer once a
+        rewrite costs more than ``max_write_share`` of that."""
+        return max(self.min_interval_s, self._write_cost_s * (1.0 / self.max_write_share - 1.0))
 
     def _maybe_write(self) -> None:
-        if self._dirty and time.monotonic() - self._last_write >= self.min_interval_s:
+        if self._dirty and time.monotonic() - self._last_write >= self.write_interval_s():
             self._write()
         if time.monotonic() - self._last_beat >= self.heartbeat_interval_s:
             self._beat("running")
