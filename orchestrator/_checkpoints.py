@@ -26,9 +26,11 @@ trial's run state once per result and did not notice the registration that follo
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -50,12 +52,31 @@ class _Saved:
     best_epoch: Any = None
 
 
+def _newest_local_state(folder: str) -> str | None:
+    """The newest ``experiment_state-*.json`` in a local folder, by name (as Ray picks it).
+
+    Names only: Ray's listing builds a ``FileInfo`` (a stat) and a ``relpath`` for every entry,
+    and the study folder holds one per trial (0.15 s at 1,000 trials, read every few seconds).
+    """
+    from ray.tune.execution.tune_controller import TuneController
+
+    pattern = TuneController.CKPT_FILE_TMPL.format("*")
+    with os.scandir(folder) as entries:
+        matching = [entry.name for entry in entries if fnmatch.fnmatch(entry.name, pattern)]
+    return f"{folder.rstrip('/')}/{max(matching)}" if matching else None
+
+
 def _newest_state(storage: Any) -> tuple[str, int, int] | None:
     """``(path, mtime_ns, size)`` of the newest experiment state file in storage (None: none yet)."""
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 
+    from orchestrator._atomic_fs import is_local
+
     try:
-        newest = _find_newest_experiment_checkpoint(storage.experiment_fs_path, fs=storage.storage_filesystem)
+        if is_local(storage.storage_filesystem):
+            newest = _newest_local_state(storage.experiment_fs_path)
+        else:
+            newest = _find_newest_experiment_checkpoint(storage.experiment_fs_path, fs=storage.storage_filesystem)
         if newest is None:
             return None
         info = storage.storage_filesystem.get_file_info(newest)
@@ -157,10 +178,13 @@ class CheckpointPruner(tune.Callback):
             self._prune(trial)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        # Ray calls this after its final snapshot, so what was held back can go now
+        # Ray calls this after its final snapshot, so what was held back can go now; the stored
+        # state is read once for all trials (once per trial was O(n^2) at the end of a large study)
+        fresh = True
         for trial in trials:
             if trial.trial_id in self._saved:
-                self._prune(trial, fresh=True, finished=getattr(trial, "status", None) == "TERMINATED")
+                self._prune(trial, fresh=fresh, finished=getattr(trial, "status", None) == "TERMINATED")
+                fresh = False
 
     def _entry(self, name: str, path: str, metrics: dict[str, Any] | None) -> _Saved:
         metrics = metrics or {}
