@@ -76,6 +76,7 @@ def test_the_stored_state_names_each_trials_latest_checkpoint(experiment):
     snapshot(experiment, a, b)
     state = next(experiment.glob("experiment_state-*.json"))
     assert stored_latest_checkpoints(str(state), FS) == {"a": "checkpoint_000002"}  # b has none
+    assert stored_latest_checkpoints(str(state), FS, wanted={"b"}) == {}  # a not decoded
     state.write_text('{"trial_data": [["{"')  # caught mid-write
     assert stored_latest_checkpoints(str(state), FS) is None
 
