@@ -300,11 +300,12 @@ class ProgressPrinter(tune.Callback):
             self._live.start()
 
     def _catch_up(self, trials: list) -> None:
-        """Syncs the table with Ray's trials when one is new, else at most once a second
+        """Adds Ray's new trials to the table; syncs every status at most once a second
         (Tune steps several times per trial; syncing every step is quadratic in the trials)."""
-        if len(trials) != len(self.table) or time.monotonic() - self._last_sync >= 1.0:
+        if time.monotonic() - self._last_sync >= 1.0:
             self._last_sync = time.monotonic()
             self.table.sync(trials)
+        self.table.sync_new(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._catch_up(trials)

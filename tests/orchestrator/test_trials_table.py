@@ -173,6 +173,21 @@ def test_rewrites_take_at_most_their_share_of_the_driver_loop_however_many_trial
     assert len(writes) == written + 1
 
 
+def test_sync_new_adds_only_the_trials_ray_appended_since_the_last_call():
+    table = TrialsTable(OBJECTIVES)
+    trials = [_trial("a"), _trial("b")]
+    table.sync_new(trials)
+    trials[0].status = "TERMINATED"
+    trials.append(_trial("c", status="PENDING"))
+    table.sync_new(trials)  # per result or trial: the new one only, not every known trial again
+    assert [r["trial_id"] for r in table.rows()] == ["a", "b", "c"] and table.status("a") == "RUNNING"
+    table.sync(trials)  # the once-a-second full sync takes the statuses
+    assert table.status("a") == "TERMINATED" and table.status("c") == "PENDING"
+    restored = pickle.loads(pickle.dumps(table))
+    restored.sync_new([_trial("z"), *trials])  # a restored session's list is a new one
+    assert "z" in restored
+
+
 def test_heartbeat_says_running_then_finished_or_interrupted(tmp_path):
     callback = TrialsTableCallback(tmp_path, OBJECTIVES)
     callback.setup()
