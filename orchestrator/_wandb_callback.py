@@ -34,6 +34,7 @@ import pyarrow.fs
 import ray
 from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _QueueItem
 from ray.air.util.node import _force_on_current_node
+from ray.util.queue import Queue, _QueueActor
 
 from orchestrator._background import Background
 from orchestrator._wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
@@ -54,6 +55,23 @@ def run_tags(study_tags: list[str], meta: dict[str, Any]) -> list[str]:
     factors = meta.get("factors") or {}
     tags = [*study_tags, *(f"{k}={v}" for k, v in factors.items()), *([meta["phase"]] if meta.get("phase") else [])]
     return list(dict.fromkeys(str(t)[:MAX_TAG_LEN] for t in tags))
+
+
+class _OneClassQueue(Queue):
+    """``ray.util.queue.Queue`` whose actor class is made once per driver.
+
+    Ray's makes a new actor class for every queue, and exporting a new class disassembles its
+    code for an identifier (``function_manager.compute_collision_identifier``): 0.1-0.5 s on the
+    driver's loop at every trial start. The queue actor itself is Ray's, unchanged.
+    """
+
+    _actor_class: Any = None
+
+    def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:  # noqa: D107
+        if _OneClassQueue._actor_class is None:
+            _OneClassQueue._actor_class = ray.remote(_QueueActor)
+        self.maxsize = maxsize
+        self.actor = _OneClassQueue._actor_class.options(**(actor_options or {})).remote(maxsize)
 
 
 def _is_local(trial: Any) -> bool:
@@ -162,6 +180,9 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         )
 
     def _start_logging_actor(self, trial: Any, exclude_results: list[str], **kwargs: Any) -> None:
+        """Ray's ``_start_logging_actor`` with its queue's actor class made once (:class:`_OneClassQueue`)."""
+        if trial in self._trial_logging_futures:
+            return
         if not self._remote_logger_class:
             # Ray's own class passes WANDB_API_KEY in the actor's runtime_env, which
             # runtime_env_agent.log in Ray's session folder prints in plain text; the same
@@ -169,7 +190,15 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
             self._remote_logger_class = ray.remote(
                 num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": {}}, max_restarts=-1, max_task_retries=-1
             )(self._logger_actor_cls)
-        super()._start_logging_actor(trial, exclude_results, api_key=self._api_key(), **kwargs)
+        queue = self._trial_queues[trial] = _OneClassQueue(
+            actor_options={"num_cpus": 0, **_force_on_current_node(), "max_restarts": -1, "max_task_retries": -1}
+        )
+        actor = self._trial_logging_actors[trial] = self._remote_logger_class.remote(
+            logdir=trial.local_path, queue=queue, exclude=exclude_results, to_config=self.AUTO_CONFIG_KEYS,
+            api_key=self._api_key(), **kwargs,
+        )
+        future = self._trial_logging_futures[trial] = actor.run.remote()
+        self._logging_future_to_trial[future] = trial
 
     def _api_key(self) -> Any:
         """The API key as a Ray object (the actor receives its value), for online runs only."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pickle
 import threading
 
+import pytest
 from ray.air.integrations.wandb import _QueueItem
 
 from orchestrator._background import Background
 from orchestrator._wandb_actor import IMAGES
 from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY
 from orchestrator._wandb_callback import TrialWandbLoggerCallback
+from tests.ray_session import local_ray
 
 
 class GatedQueue:
@@ -104,3 +106,25 @@ def test_the_artifact_wait_runs_off_the_loop_and_images_come_before_the_end(monk
     del callback._cleanup_logging_actors  # the stand-in above
     assert pickle.loads(pickle.dumps(callback))._background is None  # no thread in tuner.pkl
     callback._trial_logging_actors = {}
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    with local_ray(__name__, num_cpus=1):
+        yield
+
+
+def test_every_trials_queue_shares_one_actor_class_and_delivers_in_order(ray_session):
+    """Ray's Queue makes (and exports, disassembling its code) a new actor class per queue, per trial start."""
+    from orchestrator._wandb_callback import _OneClassQueue
+
+    first = _OneClassQueue(actor_options={"num_cpus": 0})
+    actor_class = _OneClassQueue._actor_class
+    second = _OneClassQueue(maxsize=2, actor_options={"num_cpus": 0})
+    assert actor_class is not None and _OneClassQueue._actor_class is actor_class and second.maxsize == 2
+    for item in ("a", "b", "c"):
+        first.put(item)
+    second.put("x")
+    assert [first.get(timeout=30) for _ in range(3)] == ["a", "b", "c"] and second.get(timeout=30) == "x"
+    for queue in (first, second):
+        queue.shutdown()
