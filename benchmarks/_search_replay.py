@@ -83,6 +83,8 @@ def replay_search(
     scheduler: Optional[dict[str, Any]] = None,
     concurrency: int = 2,
     metric: str = "val/accuracy",
+    max_trials: Optional[int] = None,
+    stop_at_target: bool = True,
 ) -> ReplayRun:
     """Runs one search against the table ``curves`` until the target is reached or the budget is spent.
 
@@ -95,6 +97,8 @@ def replay_search(
         budget: Most epochs the search may consume.
         scheduler: corrotune's ``scheduler:`` section (default ``{"name": "asha"}``).
         concurrency: Trials running at once.
+        max_trials: The searcher's trial budget (``search.num_samples``); default: no limit but ``budget``.
+        stop_at_target: End when the target is reached (else run until a budget is spent).
     """
     import numpy as np
     from ray.tune.schedulers import TrialScheduler
@@ -106,7 +110,7 @@ def replay_search(
     study = _study(epochs, metric, scheduler or {"name": "asha"})
     sched = build_scheduler(study)
     searcher = AblationSearcher(cells=study.cells, objectives=[(metric, "max")], sampler=sampler,
-                                trials_per_cell=budget, seed=seed, grid=grid, study_name="replay")
+                                trials_per_cell=max_trials or budget, seed=seed, grid=grid, study_name="replay")
     keys = list(grid)
     running: list[_ReplayTrial] = []
     started: list[_ReplayTrial] = []
@@ -124,7 +128,7 @@ def replay_search(
             started.append(trial)
 
     launch()
-    while running and reached is None and consumed < budget:
+    while running and (reached is None or not stop_at_target) and consumed < budget:
         for trial in list(running):
             if consumed >= budget:
                 break
@@ -144,7 +148,7 @@ def replay_search(
                 running.remove(trial)
             else:
                 searcher.on_trial_result(trial.trial_id, result)
-        if reached is None:
+        if reached is None or not stop_at_target:
             launch()
     trials_run = [(tuple(t.config[k] for k in keys), t.epoch) for t in started]
     return ReplayRun(epochs_to_target=reached, epochs_used=consumed, best=best, trials=len(started),
