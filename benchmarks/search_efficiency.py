@@ -54,6 +54,9 @@ PARAMS = {
 SUBSET_IMAGES, SUBSET_SEED = 600, 0
 SPLIT = [0.6, 0.3, 0.1]  # a large validation split: 1 point of val/accuracy is ~2 images
 ASHA = {"name": "asha"}  # corrotune's defaults (SchedulerSpec): grace_period 1, reduction_factor 2, brackets 1
+# context, not the headline: the demo study's grace period, and one past the rungs where the
+# grid's early ranking is reversed (see grid.rung_rank_correlation_with_best)
+ASHA_VARIANTS = ({"name": "asha", "grace_period": 2}, {"name": "asha", "grace_period": 4})
 CONCURRENCY = 2
 
 
@@ -111,7 +114,7 @@ def main() -> None:
         from _search_replay import report  # noqa: E402
 
         result = report(table, seeds=args.seeds, scheduler=ASHA, concurrency=CONCURRENCY,
-                        within=WITHIN_POINTS, goal=GOAL)
+                        within=WITHIN_POINTS, goal=GOAL, variants=ASHA_VARIANTS)
         result["table"] = {"file": str(args.table) if args.table else None, "measured_in_this_run": measured}
         if args.live:
             from _search_live import live_check

@@ -58,6 +58,8 @@ def test_epochs_are_counted_up_to_the_result_that_comes_within_reach(replay):
     # sequential: the target is the last epoch processed, and config 3 ran 4 epochs in its last trial
     assert run.epochs_to_target == run.epochs_used == sum(epochs for _, epochs in run.trials_run)
     assert run.trials_run[-1] == ((3,), 4)
+    assert run.epochs_to(79.0) == run.epochs_to_target and run.epochs_to(81.0) is None
+    assert run.best_trace == sorted(run.best_trace) and len(run.best_trace) == run.epochs_used
 
 
 def test_asha_runs_the_first_trial_to_the_end_and_stops_worse_ones_at_a_rung(replay):
@@ -91,6 +93,27 @@ def test_report_targets_one_point_below_the_grid_best_and_counts_the_grid_in_ful
         if "ratio_vs_grid" in found:
             assert found["ratio_vs_grid"]["max"] == round(found["max"] / 12, 3)
     assert json.dumps(out)  # the benchmark prints it as JSON
+
+
+def test_seeds_that_miss_are_reported_apart_and_fail_the_goal(replay):
+    # the best configuration starts worst, so ASHA stops it at rung 1 whenever anything is recorded there
+    table = _table({0: [10.0, 95.0], 1: [50.0, 50.0], 2: [60.0, 60.0], 3: [55.0, 56.0]})
+    out = replay.report(table, seeds=4, scheduler={"name": "asha"}, concurrency=1, within=1.0, goal=0.3)
+    for method in out["methods"].values():
+        found = method["epochs_to_within"]
+        if None in found["per_seed"]:
+            assert "ratio_vs_grid" not in found and "mean" not in found  # no figure over every seed
+    if None in out["methods"]["tpe_asha"]["epochs_to_within"]["per_seed"]:
+        assert out["goal"]["met"] is False and out["goal"]["tpe_asha_mean_ratio"] is None
+    sweep = out["methods"]["random_asha"]["epochs_to_within_sweep"]
+    assert set(sweep) == {"2_points", "5_points", "10_points"}
+
+
+def test_rung_rank_correlation_tells_early_leaders_that_finish_last(replay):
+    curves = {(0,): [10.0, 20.0, 90.0], (1,): [20.0, 30.0, 60.0], (2,): [30.0, 40.0, 50.0]}
+    assert replay.rung_rank_correlation(curves, [1, 2]) == {"epoch_1": -1.0, "epoch_2": -1.0}
+    same = {(0,): [10.0, 20.0, 30.0], (1,): [20.0, 30.0, 40.0], (2,): [30.0, 40.0, 50.0]}
+    assert replay.rung_rank_correlation(same, [1]) == {"epoch_1": 1.0}
 
 
 def test_a_replay_is_deterministic_per_seed(replay):
