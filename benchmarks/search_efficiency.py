@@ -100,9 +100,21 @@ def main() -> None:
         raise SystemExit(f"--data {args.data}: no such folder (the shared datasets live in ../shared/datasets/)")
     if args.seeds < 1:
         raise SystemExit("--seeds must be at least 1")
+    if args.epochs < 2:
+        raise SystemExit("--epochs must be at least 2 (ASHA needs a rung below the budget)")
     os.environ.setdefault("WANDB_MODE", "disabled")
     setup = _setup(args.data.resolve(), args.epochs, args.images)
+    from orchestrator.spec import StudyError
 
+    try:
+        result = _run(args, setup)
+    except StudyError as err:  # e.g. --out holds the grid study of an earlier run
+        raise SystemExit(str(err)) from None
+    print(json.dumps(result, indent=2))
+
+
+def _run(args: argparse.Namespace, setup: dict) -> dict:
+    """The table (measured or read), the replayed searches and, with ``--live``, the live check."""
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as scratch:
         out = args.out or Path(scratch)
         if args.table and args.table.exists():
@@ -111,7 +123,7 @@ def main() -> None:
             table, measured = measure_table(setup, out), True
             if args.table:
                 write_table(args.table, table)
-        from _search_replay import report  # noqa: E402
+        from _search_replay import report
 
         result = report(table, seeds=args.seeds, scheduler=ASHA, concurrency=CONCURRENCY,
                         within=WITHIN_POINTS, goal=GOAL, variants=ASHA_VARIANTS)
@@ -121,7 +133,7 @@ def main() -> None:
 
             result["live_cross_check"] = live_check(table, out / "live", ASHA, CONCURRENCY, WITHIN_POINTS,
                                                     data=str(subset_folder(setup, out)))
-    print(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":

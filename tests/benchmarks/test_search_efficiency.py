@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -154,3 +155,20 @@ def test_a_missing_grid_point_is_an_error_naming_the_study(tmp_path, monkeypatch
     with pytest.raises(RuntimeError, match=r"expected 1..3"):
         read_table(tmp_path, {"lr": [0.001]}, "val/accuracy", 3)
 
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--data", "/nonexistent/xsdd"], r"--data /nonexistent/xsdd: no such folder"),
+    (["--seeds", "0"], r"--seeds must be at least 1"),
+    (["--epochs", "1"], r"--epochs must be at least 2"),
+])
+def test_the_command_refuses_bad_options_before_anything_runs(monkeypatch, argv, message):
+    import importlib.util
+
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on the path
+    spec = importlib.util.spec_from_file_location("search_efficiency", BENCHMARKS / "search_efficiency.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", ["search_efficiency.py", *argv])
+    with pytest.raises(SystemExit, match=message):
+        module.main()
