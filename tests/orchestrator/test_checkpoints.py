@@ -18,7 +18,7 @@ from ray import tune
 from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
-from orchestrator._checkpoints import CheckpointPruner, stored_latest_checkpoints
+from orchestrator.ray_repairs.checkpoints import CheckpointPruner, stored_latest_checkpoints
 
 FS = pyarrow.fs.LocalFileSystem()
 
@@ -156,7 +156,7 @@ def test_reads_the_stored_state_at_most_once_an_interval_but_fresh_at_the_end(ex
 
 
 def test_the_end_of_a_study_reads_the_stored_state_once_for_all_its_trials(experiment, monkeypatch):
-    import orchestrator._checkpoints as module
+    import orchestrator.ray_repairs.checkpoints as module
 
     pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=3600)
     trials = [Trial(experiment, f"t{n}") for n in range(20)]

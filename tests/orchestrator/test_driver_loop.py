@@ -9,9 +9,9 @@ import pytest
 from ray.air.integrations.wandb import _QueueItem
 
 from orchestrator._background import Background
-from orchestrator._wandb_actor import IMAGES
+from orchestrator.ray_repairs.wandb_actor import IMAGES
 from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY
-from orchestrator._wandb_callback import TrialWandbLoggerCallback
+from orchestrator.ray_repairs.wandb_callback import TrialWandbLoggerCallback
 from tests.ray_session import local_ray
 
 
@@ -89,7 +89,7 @@ def test_results_and_the_end_reach_the_queue_in_order_while_the_hooks_return_at_
 
 
 def test_the_artifact_wait_runs_off_the_loop_and_images_come_before_the_end(monkeypatch):
-    import orchestrator._wandb_callback as module
+    import orchestrator.ray_repairs.wandb_callback as module
 
     arrived = threading.Event()
     monkeypatch.setattr(module, "artifact_images", lambda trial, wait_s: arrived.wait(30) and {"artifacts/plot": [[[0, 0, 0]]]})
@@ -116,7 +116,7 @@ def ray_session():
 
 def test_every_trials_queue_shares_one_actor_class_and_delivers_in_order(ray_session):
     """Ray's Queue makes (and exports, disassembling its code) a new actor class per queue, per trial start."""
-    from orchestrator._wandb_callback import _OneClassQueue
+    from orchestrator.ray_repairs.wandb_callback import _OneClassQueue
 
     first = _OneClassQueue(actor_options={"num_cpus": 0})
     actor_class = _OneClassQueue._actor_class

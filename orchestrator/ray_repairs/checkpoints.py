@@ -70,7 +70,7 @@ def _newest_state(storage: Any) -> tuple[str, int, int] | None:
     """``(path, mtime_ns, size)`` of the newest experiment state file in storage (None: none yet)."""
     from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 
-    from orchestrator._atomic_fs import is_local
+    from orchestrator.ray_repairs.atomic_fs import is_local
 
     try:
         if is_local(storage.storage_filesystem):
