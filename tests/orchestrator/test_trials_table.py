@@ -331,7 +331,7 @@ def test_a_real_study_keeps_trials_csv_current_and_matching_its_files(tmp_path, 
         def on_trial_complete(self, iteration, trials, trial, **info):
             spy("complete")
 
-    _run(tmp_path, "tiny", _tiny_trainable, [TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0), SpyCallback()])
+    _run(tmp_path, "tiny", _tiny_trainable, [TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0, max_write_share=1.0), SpyCallback()])  # every change written
 
     rows = _read_csv(study / TRIALS_FILE)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"TERMINATED"}
