@@ -309,7 +309,7 @@ def fit(task: Task) -> None:
     if state and state["epoch"] >= cfg.epochs:  # finished, but stopped before its checkpoint was slimmed
         slim_final_checkpoint(tuple(task.checkpoint_extras()))
         return
-    preemption = Preemption(reported_checkpoint_name() if state else None, cfg.model_dump(mode="json"))
+    preemption = Preemption(cfg.model_dump(mode="json"))
     state = preemption.resume(state)  # a preempted epoch of this checkpoint continues at its batch
     start_epoch = state["epoch"] + 1 if state else 1
     if state:

@@ -22,6 +22,9 @@ Nothing is reported mid-epoch: no row in ``result.json``, ``trials.csv`` or W&B,
 The driver asks the same of every running trial when it is interrupted (Ctrl-C, SIGTERM):
 it writes :data:`STOP_FILE` into the experiment directory, which trials look for at batch
 boundaries, at most once a second.
+
+Cheap to import (torch loads on first use): the driver reads :data:`STOP_FILE` and
+:data:`MID_EPOCH_DIR` from here.
 """
 
 from __future__ import annotations
@@ -34,11 +37,10 @@ import posixpath
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-
-from trainables._runtime import rng_state
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["MID_EPOCH_DIR", "STOP_FILE", "EpochCursor", "Preemption", "TrialPreempted", "request_stop"]
 
@@ -143,16 +145,18 @@ def request_stop(reason: str) -> None:
 class Preemption:
     """One trial's stop watch: saves the mid-epoch state when asked to stop, and finds it again.
 
+    A mid-epoch state names the checkpoint it continues (the trial's last reported one), and is
+    used only by a run restored from that checkpoint.
+
     Args:
-        base: The name of the checkpoint the trial resumed from (None: it started afresh).
         config: The trial's resolved config (a mid-epoch state of another config is not used).
         storage: ``(filesystem, trial folder, experiment folder)``; default: the Tune session's
             (None outside Tune: a stop request then ends the trial without saving).
     """
 
-    def __init__(self, base: str | None, config: dict[str, Any], storage: tuple[Any, str, str] | None = None) -> None:
+    def __init__(self, config: dict[str, Any], storage: tuple[Any, str, str] | None = None) -> None:
         global _current
-        self.base, self.config = base, config
+        self.config = config
         self.storage = storage if storage is not None else _tune_storage()
         self.thread = threading.current_thread()
         self.training = False
@@ -193,6 +197,10 @@ class Preemption:
         path = self._path()
         if path is None:
             return state
+        import torch
+
+        from trainables._runtime import reported_checkpoint_name
+
         filesystem = self.storage[0]
         try:
             with filesystem.open_input_file(path) as stream:
@@ -200,11 +208,11 @@ class Preemption:
         except (FileNotFoundError, OSError):
             return state
         self._file_found = True
-        base_epoch = state["epoch"] if state else 0
+        base_epoch, base = (state["epoch"], reported_checkpoint_name()) if state else (0, None)
         cursor = mid.get("mid_epoch", {})
-        if (cursor.get("base"), cursor.get("epoch")) != (self.base, base_epoch + 1) or mid.get("config") != self.config:
+        if (cursor.get("base"), cursor.get("epoch")) != (base, base_epoch + 1) or mid.get("config") != self.config:
             logger.info("ignoring %s: it continues another checkpoint (%s) than this trial resumed from (%s)",
-                        path, cursor.get("base"), self.base)
+                        path, cursor.get("base"), base)
             return state
         self._resumed = cursor
         start = state or {"epoch": 0, "best_score": None, "best_epoch": 0, "best_model": None, "history": []}
@@ -260,13 +268,17 @@ class Preemption:
             _current = None
 
     def _save(self, cursor: EpochCursor, state: dict[str, Any], train_s: float, reason: str) -> None:
+        import torch
+
+        from trainables._runtime import reported_checkpoint_name, rng_state
+
         where = f"epoch {cursor.epoch}, after batch {cursor.done} of {len(cursor.batches)}"
         path = self._path()
         try:
             if path is None:
                 raise TrialPreempted(f"trial stopped at {where} ({reason}); not under Ray Tune, so nothing was saved")
             state = {**state, "rng": rng_state(), "mid_epoch": {
-                "epoch": cursor.epoch, "base": self.base, "batches": cursor.batches, "done": cursor.done,
+                "epoch": cursor.epoch, "base": reported_checkpoint_name() if cursor.epoch > 1 else None, "batches": cursor.batches, "done": cursor.done,
                 "generator": cursor.generator.get_state(), "loss_sum": cursor.loss_sum, "seen": cursor.seen,
                 "train_s": train_s,
             }}
