@@ -99,6 +99,9 @@ class DriverInterrupt:
             "and saving the study; press Ctrl-C again to exit at once.", markup=False, highlight=False, soft_wrap=True,
         )
         self._write_stop_file(signum)
+        # the trials' stops come back as errors of train() calls Tune no longer waits for; Ray would
+        # print each as an "Unhandled error" (its own switch, checked when the error arrives)
+        os.environ.setdefault("RAY_IGNORE_UNHANDLED_ERRORS", "1")
         if not _tune_is_listening():
             raise KeyboardInterrupt
         signal.raise_signal(signal.SIGUSR1)  # Tune's graceful stop (ray/tune/tune.py)
