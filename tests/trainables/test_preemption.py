@@ -122,3 +122,35 @@ def test_the_drivers_stop_file_stops_a_trial_and_a_state_of_another_checkpoint_i
     # started afresh (the checkpoint of epoch 1 is not the one the saved epoch 2 continues): all batches run
     fresh = _run(monkeypatch, tmp_path, _Session())
     assert fresh.batches == 2 * BATCHES_PER_EPOCH and [m["epoch"] for m in fresh.metrics] == [1, 2]
+
+
+def test_the_exit_hook_waits_for_the_training_thread_to_save_its_batch(tmp_path):
+    """What Ray's SIGTERM handler sets off (SystemExit in the worker's main thread, then atexit)."""
+    import threading
+    import time
+
+    storage = (fs.LocalFileSystem(), str(tmp_path / "trial"), str(tmp_path))
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def train() -> None:  # a trial's thread: batches of 50 ms
+        watch = preemption.Preemption({"seed": 0}, storage=storage)
+        batches = [torch.tensor([i]) for i in range(100)]
+        cursor = watch.cursor(1, torch.Generator().manual_seed(0), batches, lambda: {"model": {}, "config": {"seed": 0}})
+        try:
+            for _ in cursor.remaining():
+                started.set()
+                time.sleep(0.05)
+                cursor.batch_done(0.0, cursor.seen + 1)
+        except preemption.TrialPreempted as err:
+            outcome.append(err)
+
+    thread = threading.Thread(target=train)
+    thread.start()
+    assert started.wait(30)
+    preemption._on_exit()  # returns once the thread saved (or the grace ran out)
+    assert outcome and "epoch 1, after batch" in str(outcome[0])
+    saved = torch.load(tmp_path / "trial" / preemption.MID_EPOCH_DIR / "state.pt", weights_only=False)["mid_epoch"]
+    assert 0 < saved["done"] < 100 and saved["seen"] == saved["done"]
+    thread.join(5)
+    preemption._on_exit()  # no trial training: returns at once
