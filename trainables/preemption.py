@@ -8,7 +8,9 @@ worker's main thread), and a function trainable runs in another thread (Tune's `
 handler is kept, and a trial registers an ``atexit`` hook instead: while ``SystemExit`` ends the
 process, the hook (run before Ray's own ``shutdown`` hook: ``atexit`` runs the last registered
 first) asks the training thread to stop and waits for it, at most ``CORROTUNE_PREEMPT_GRACE_S``
-seconds (default 20; Kubernetes sends SIGKILL after 30 s, AWS after 120 s).
+seconds (default 20). The sender decides when SIGKILL follows: Kubernetes after its 30 s grace
+period; a raylet that kills its workers 5 s after SIGTERM (``RAY_kill_worker_timeout_milliseconds``,
+5000 in Ray 2.60: raise it on the cluster where a batch takes longer).
 
 The training thread, at its next batch boundary, writes the mid-epoch state (model, optimiser,
 LR schedule, AMP scaler, the global RNGs, the epoch's batch order, its generator and the batches
