@@ -23,7 +23,7 @@ Nothing is reported mid-epoch: no row in ``result.json``, ``trials.csv`` or W&B,
 
 The driver asks the same of every running trial when it is interrupted (Ctrl-C, SIGTERM):
 it writes :data:`STOP_FILE` into the experiment directory, which trials look for at batch
-boundaries, at most once a second.
+boundaries, at most twice a second.
 
 Cheap to import (torch loads on first use): the driver reads :data:`STOP_FILE` and
 :data:`MID_EPOCH_DIR` from here.
@@ -53,7 +53,7 @@ STOP_FILE = "corrotune_stop_request.json"
 """Written into the experiment directory by an interrupted driver: every trial stops at its next batch."""
 
 _STATE_FILE = "state.pt"
-_STOP_POLL_S = 1.0
+_STOP_POLL_S = 0.5
 _DEFAULT_GRACE_S = 20.0
 
 logger = logging.getLogger(__name__)
@@ -240,12 +240,11 @@ class Preemption:
         self.training = True
 
         def on_boundary(current: EpochCursor) -> None:
-            if current.done == len(current.batches):  # the epoch's checkpoint follows: nothing to save
-                self.training = False
-                return
             reason = self._stop_reason()
-            if reason is not None:
+            if reason is not None:  # after the last batch too: the retry then only scores the epoch
                 self._save(current, snapshot(), current.train_s + time.perf_counter() - started, reason)
+            if current.done == len(current.batches):  # scoring and the report follow: nothing to wait for
+                self.training = False
 
         cursor.on_boundary = on_boundary
         return cursor

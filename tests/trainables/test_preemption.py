@@ -91,7 +91,7 @@ def _sigterm() -> None:
     preemption.request_stop("SIGTERM (test)")
 
 
-@pytest.mark.parametrize("stop_at_batch", [2, BATCHES_PER_EPOCH + 3], ids=["epoch1", "epoch2"])
+@pytest.mark.parametrize("stop_at_batch", [2, BATCHES_PER_EPOCH, BATCHES_PER_EPOCH + 3], ids=["epoch1", "epoch1-end", "epoch2"])
 def test_a_trial_stopped_mid_epoch_continues_at_that_batch_and_ends_as_an_uninterrupted_one(monkeypatch, tmp_path, stop_at_batch):
     whole = _uncut(monkeypatch, tmp_path)
     first = _run(monkeypatch, tmp_path / "cut", _Session(stop_at_batch=stop_at_batch, stop=_sigterm))
