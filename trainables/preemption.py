@@ -256,7 +256,7 @@ class Preemption:
             self._file_found = False
             path = self._path()
             try:
-                self.storage[0].delete_file(path)
+                self.storage[0].delete_dir(posixpath.dirname(path))
             except (FileNotFoundError, OSError):
                 pass
 

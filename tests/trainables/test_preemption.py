@@ -109,7 +109,7 @@ def test_a_trial_stopped_mid_epoch_continues_at_that_batch_and_ends_as_an_uninte
     final_whole = torch.load(io.BytesIO(whole.checkpoints[-1]), weights_only=False)["model"]
     final_rest = torch.load(io.BytesIO(rest.checkpoints[-1]), weights_only=False)["model"]
     assert all(torch.equal(value, final_rest[key]) for key, value in final_whole.items())
-    assert not saved.exists()  # the next epoch's checkpoint replaced it
+    assert not saved.parent.exists()  # the next epoch's checkpoint replaced it
 
 
 def test_the_drivers_stop_file_stops_a_trial_and_a_state_of_another_checkpoint_is_not_used(monkeypatch, tmp_path):
