@@ -11,6 +11,8 @@ batches, how predictions are scored and which artifacts it writes. The loop owns
 * a seeded order per epoch (``seed · 100003 + epoch``; a lone last sample joins the previous
   batch: a batch of one breaks BatchNorm's training statistics);
 * the NaN guard, ``tune.report`` with a checkpoint every epoch, PBT's learning-rate rescale;
+* preemption: asked to stop (SIGTERM, the driver's Ctrl-C), a trial saves its mid-epoch state at
+  the next batch boundary and Ray's retry continues at that batch (:mod:`trainables.preemption`);
 * at the last epoch: the test split scored with the best epoch's weights, and the artifacts.
 
 Every epoch reports ``epoch``, ``phase``, ``lr``, ``train/loss``, ``val/loss`` and the task's
