@@ -1,29 +1,46 @@
 """Live progress of a study, as a Ray Tune callback.
 
-On a terminal a ``rich`` live table shows the trials by state, the best trial of each ablation
-cell and the last few events. Elsewhere (CI, log files) it prints one line per event and, every
-few finished trials or every half minute, a summary line; the ETA is the study's epoch budget
-at the pace so far, capped by its time budget::
+On a terminal one ``rich`` status line, redrawn in place (at most twice a second), shows the
+trials done / running / errored, the time so far, the ETA and the best trial of each ablation
+cell; a trial that fails or errors gets a line of its own above it::
+
+    Study  12/24 done · 3 running · 0 errored · 2m05s · ETA 4m10s · best val/accuracy: attention=eca 0.9120 (a1b2_00003) | ...
+
+Elsewhere (CI, a redirected console) it prints one line per event and, every few finished
+trials or every half minute, a summary line. With a ``log_path`` (the runner's
+``<study>/corrotune.log``) every event and summary line also goes there, plain and
+timestamped, on a terminal too. The ETA is the study's epoch budget at the pace so far, capped
+by its time budget::
 
     12/24 done, 3 running, 0 errored, ETA 4m10s; best val/accuracy per cell: attention=eca 0.912 (a1b2_00003), ...
+
+Everything here runs on Ray Tune's driver loop, so it stays cheap: the status line is rebuilt
+only when it is redrawn, and the log file is appended to, never rewritten.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 from collections import deque
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from ray import tune
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
 from rich.markup import escape
-from rich.table import Table
 from rich.text import Text
 
 from orchestrator.trials_table import TrialsTable, best_rows_by_cell, best_value
 
-__all__ = ["ProgressPrinter"]
+__all__ = ["LOG_FILE", "ProgressPrinter"]
+
+LOG_FILE = "corrotune.log"
+"""The study folder's log: the progress lines, plain and timestamped (the runner passes ``<study>/corrotune.log``)."""
+
+logger = logging.getLogger(__name__)
 
 
 def _fmt(value: Any) -> str:
@@ -36,19 +53,48 @@ def _duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m{seconds:02d}s" if hours else f"{minutes}m{seconds:02d}s"
 
 
+class _PlainLog:
+    """Appends timestamped plain lines to a file; a failing disk costs one warning, never the study."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+        self._failed = False
+
+    def write(self, line: str) -> None:
+        if self._failed:
+            return
+        try:
+            if self._handle is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._handle = self.path.open("a", encoding="utf-8", buffering=1)  # line-buffered: a crash keeps every line
+            self._handle.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+        except OSError as err:
+            self._failed = True
+            logger.warning("corrotune could not write its log %s: %s", self.path, err)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
 class ProgressPrinter(tune.Callback):
-    """Shows a study's progress: a live table on a terminal, event and summary lines elsewhere.
+    """Shows a study's progress: a live status line on a terminal, event and summary lines elsewhere.
 
     Args:
         objectives: ``(metric, mode)`` pairs (or ``ObjectiveSpec``s); the first ranks trials.
         console: Where to print (stderr keeps stdout clean for scripts).
-        live: Live table (``True``) or lines (``False``); by default live on a terminal.
-        summary_every: Without the live table, a summary line after this many trials end...
+        live: Live status line (``True``) or lines (``False``); by default live on a terminal.
+        summary_every: A summary line (console without the live line; log file always) after
+            this many trials end...
         summary_interval_s: ...or after this many seconds, whichever comes first.
-        events_shown: Events the live table keeps under the cells.
+        events_shown: Recent events kept (``events``), the last one shown on the status line.
         epochs_per_trial: Epochs a trial runs at most (the study's ``params.epochs``): the ETA
             counts epochs, not just ended trials, when given.
         time_budget_s: The study's ``stop.time_budget_s``: the ETA never passes its end.
+        log_path: Also append every event and summary line here, plain and timestamped.
+        refresh_interval_s: Least time between two redraws of the status line.
 
     The earlier form ``ProgressPrinter(metric, mode, console)`` still works.
     """
@@ -65,6 +111,8 @@ class ProgressPrinter(tune.Callback):
         events_shown: int = 6,
         epochs_per_trial: int | None = None,
         time_budget_s: float | None = None,
+        log_path: str | os.PathLike | None = None,
+        refresh_interval_s: float = 0.5,
     ) -> None:
         if isinstance(console, str):  # the earlier ProgressPrinter(metric, mode, console) call
             objectives, console = [(objectives, console)], _legacy_console
@@ -77,6 +125,8 @@ class ProgressPrinter(tune.Callback):
         self.events: deque[str] = deque(maxlen=events_shown)
         self.epochs_per_trial = epochs_per_trial if epochs_per_trial and epochs_per_trial > 0 else None
         self.time_budget_s = time_budget_s
+        self.log_path = Path(log_path) if log_path is not None else None
+        self.refresh_interval_s = refresh_interval_s
         self.best: float | None = None
         self.total = 0
         self._reset_clocks()
@@ -87,10 +137,11 @@ class ProgressPrinter(tune.Callback):
         self._ended_since_summary = 0
         self._last_summary_text = ""
         self._live: Live | None = None
+        self._log: _PlainLog | None = None
 
     def __getstate__(self) -> dict[str, Any]:  # the Tuner pickles its callbacks
         state = self.__dict__.copy()
-        state["console"] = state["_live"] = None
+        state["console"] = state["_live"] = state["_log"] = None
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -98,7 +149,8 @@ class ProgressPrinter(tune.Callback):
             self.__init__([(state["metric"], state["mode"])])
             self.best = state.get("best")
             return
-        self.__dict__.update({"epochs_per_trial": None, "time_budget_s": None, **state})  # pickled before the ETA
+        # pickled before the ETA, or before the status line and its log file
+        self.__dict__.update({"epochs_per_trial": None, "time_budget_s": None, "log_path": None, "refresh_interval_s": 0.5, **state})
         self.console = Console(stderr=True)
         self._reset_clocks()
 
@@ -164,66 +216,78 @@ class ProgressPrinter(tune.Callback):
             + (f"; best {objective[0]} per cell: {best}" if best else "")
         )
 
-    def render(self) -> Group:
-        """The live view: a header line, the best trial of each cell, the last events."""
+    def render(self) -> Text:
+        """The live status line: trials by state, time so far, ETA, the best trial of each cell."""
         c = self.counts()
         metric, mode = self.objectives[0]
-        header = Text.assemble(
-            ("Study progress  ", "bold"),
-            f"{c['done']}/{c['total']} done · {c['running']} running · {c['pending']} pending · ",
+        line = Text.assemble(
+            ("Study  ", "bold"),
+            f"{c['done']}/{c['total']} done · {c['running']} running · ",
             (f"{c['errored']} errored", "red" if c["errored"] else ""),
             f" · {_duration(time.monotonic() - self.started)}",
             self._eta_text().replace(", ", " · ", 1),
+            no_wrap=True,
+            overflow="ellipsis",
         )
-        cells = Table(title=f"Best {metric} ({mode}) per cell", title_justify="left", expand=False)
-        for column in ("cell", "done", "running", f"best {metric}", "trial", "epoch"):
-            cells.add_column(column, justify="left" if column in ("cell", "trial") else "right")
-        rows = self.table.rows()
-        for cell, row in best_rows_by_cell(rows, (metric, mode)).items():
-            mine = [r for r in rows if r["cell"] == cell]
-            cells.add_row(
-                Text(cell),
-                f"{sum(r['status'] == 'TERMINATED' for r in mine)}/{len(mine)}",
-                str(sum(r["status"] == "RUNNING" for r in mine)),
-                _fmt(best_value(row, (metric, mode))) if row else "-",
-                row["trial_id"] if row else "-",
-                str(row.get(f"best_epoch/{metric}") or "-") if row else "-",
-            )
-        events = Text("\n".join(self.events), style="dim")
-        return Group(header, cells, events)
+        cells = best_rows_by_cell(self.table.rows(), (metric, mode))
+        best = " | ".join(
+            f"{cell} {_fmt(best_value(row, (metric, mode)))} ({row['trial_id']})" if row else f"{cell} -"
+            for cell, row in cells.items()
+        )
+        if best:
+            line.append(f" · best {metric}: {best}")
+        return line
 
     # ---- output
 
-    def _event(self, line: str) -> None:
-        if self._is_live:
-            self.events.append(Text.from_markup(line).plain)
-            self._refresh(force=False)
-        else:
+    def _to_log(self, plain: str) -> None:
+        if self.log_path is None:
+            return
+        if self._log is None:
+            self._log = _PlainLog(self.log_path)
+        self._log.write(plain)
+
+    def _event(self, line: str, notable: bool = False) -> None:
+        """An event line: the log file always; on a terminal only a ``notable`` one (failures,
+        errors) gets its own line above the status line, elsewhere every one is printed."""
+        plain = Text.from_markup(line).plain
+        self.events.append(plain)
+        self._to_log(plain)
+        if not self._is_live:
             self.console.print(line, highlight=False, soft_wrap=True)
+            return
+        if notable:
+            self.console.print(line, highlight=False, soft_wrap=True)  # above the live line
+        self._refresh(force=notable)
 
     def _refresh(self, force: bool) -> None:
-        if self._live is None or (not force and time.monotonic() - self._last_refresh < 0.25):
+        if self._live is None or (not force and time.monotonic() - self._last_refresh < self.refresh_interval_s):
             return
         self._last_refresh = time.monotonic()
         self._live.update(self.render(), refresh=True)
 
     def _maybe_summary(self) -> None:
         due = time.monotonic() - self._last_summary >= self.summary_interval_s
-        if self._is_live or not (due or self._ended_since_summary >= self.summary_every):
+        if (self._is_live and self.log_path is None) or not (due or self._ended_since_summary >= self.summary_every):
             return
         self._print_summary()
 
     def _print_summary(self) -> None:
         self._last_summary, self._ended_since_summary = time.monotonic(), 0
         self._last_summary_text = self.summary()
-        self.console.print(self._last_summary_text, markup=False, highlight=False, soft_wrap=True)
+        self._to_log(self._last_summary_text)
+        if not self._is_live:
+            self.console.print(self._last_summary_text, markup=False, highlight=False, soft_wrap=True)
 
     def close(self) -> None:
-        """Stops the live table (leaving its last view); safe to call twice."""
+        """Stops the live line (leaving its last view) and closes the log file; safe to call twice."""
         if self._live is not None:
             self._live.update(self.render(), refresh=True)
             self._live.stop()
             self._live = None
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     # ---- Ray Tune hooks
 
@@ -236,16 +300,17 @@ class ProgressPrinter(tune.Callback):
             self._live.start()
 
     def _catch_up(self, trials: list) -> None:
-        """Syncs the table with Ray's trials when one is new, else at most once a second
+        """Adds Ray's new trials to the table; syncs every status at most once a second
         (Tune steps several times per trial; syncing every step is quadratic in the trials)."""
-        if len(trials) != len(self.table) or time.monotonic() - self._last_sync >= 1.0:
+        if time.monotonic() - self._last_sync >= 1.0:
             self._last_sync = time.monotonic()
             self.table.sync(trials)
+        self.table.sync_new(trials)
 
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._catch_up(trials)
         if self._is_live and time.monotonic() - self._last_refresh >= 1.0:
-            self._refresh(force=True)  # the clock in the header moves on
+            self._refresh(force=True)  # the clock on the line moves on
         self._maybe_summary()
 
     def _label(self, trial: Any) -> str:
@@ -279,7 +344,7 @@ class ProgressPrinter(tune.Callback):
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         # one line per retry; the error itself is shown once, when the study ends
-        self._event(f"[yellow]{self._label(trial)} failed[/yellow] (failure {trial.num_failures}); Ray retries it")
+        self._event(f"[yellow]{self._label(trial)} failed[/yellow] (failure {trial.num_failures}); Ray retries it", notable=True)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
@@ -287,12 +352,11 @@ class ProgressPrinter(tune.Callback):
         self._ended_since_summary += 1
         failures = f" after {trial.num_failures} failures" if trial.num_failures > 1 else ""
         # the error itself is summarised once when the study ends
-        self._event(f"[red]{self._label(trial)} errored[/red]{failures}; full log: {escape(str(trial.path))}/error.txt")
+        self._event(f"[red]{self._label(trial)} errored[/red]{failures}; full log: {escape(str(trial.path))}/error.txt", notable=True)
         self._maybe_summary()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         self.table.sync(trials, statuses=False)
-        if self._is_live:
-            self.close()
-        elif self.summary() != self._last_summary_text:
+        if self.summary() != self._last_summary_text and (self.log_path is not None or not self._is_live):
             self._print_summary()
+        self.close()

@@ -183,6 +183,10 @@ class TrialsTable:
     def __init__(self, objectives: Any) -> None:
         self.objectives = normalize_objectives(objectives)
         self._trials: dict[str, _TrialRecord] = {}
+        self._listed = 0  # how much of Ray's trial list sync_new has seen
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_listed": 0}  # a restored session's list is a new one
 
     def __len__(self) -> int:
         return len(self._trials)
@@ -242,6 +246,16 @@ class TrialsTable:
                 for result in history or [trial.last_result]:
                     self.observe(trial.trial_id, result=result)
 
+    def sync_new(self, trials: Sequence[Any]) -> None:
+        """:meth:`sync` for the trials appended to Ray's trial list since the last call.
+
+        Ray only appends to it, so a hook that runs per result or per trial stays O(1) where a
+        full sync is O(trials) (O(n²) over a study); statuses of known trials need :meth:`sync`.
+        """
+        start = getattr(self, "_listed", 0)
+        self.sync(trials[start:] if start <= len(trials) else trials)
+        self._listed = len(trials)
+
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial, in the order Ray created them."""
         return [record.row(self.objectives) for record in self._trials.values()]
@@ -270,12 +284,18 @@ def rank_rows(rows: list[dict[str, Any]], objective: Objective) -> list[dict[str
 
 
 def best_rows_by_cell(rows: list[dict[str, Any]], objective: Objective) -> dict[str, dict[str, Any] | None]:
-    """The best row of each cell by ``objective`` (``None`` while no trial of it reported)."""
-    cells: dict[str, dict[str, Any] | None] = {}
-    for row in rank_rows(rows, objective):
-        if best_value(row, objective) is not None:
-            cells.setdefault(row["cell"], row)
-    return {cell: cells.get(cell) for cell in dict.fromkeys(row["cell"] for row in rows)}
+    """The best row of each cell by ``objective`` (``None`` while no trial of it reported), ranked
+    as :func:`rank_rows` ranks them; one pass, no sort (the live status line calls it often)."""
+    sign = -1.0 if objective[1] == "max" else 1.0
+    cells: dict[str, tuple[tuple[bool, float], dict[str, Any]] | None] = {}
+    for row in rows:
+        cell, value = row["cell"], best_value(row, objective)
+        best = cells.setdefault(cell, None)
+        if value is not None:
+            key = (row.get("status") == "ERROR", sign * value)
+            if best is None or key < best[0]:  # ties: the earlier row, as the stable sort keeps it
+                cells[cell] = (key, row)
+    return {cell: best[1] if best else None for cell, best in cells.items()}
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
@@ -366,7 +386,11 @@ class TrialsTableCallback(tune.Callback):
     """Keeps ``<study_dir>/trials.csv`` and the driver heartbeat current while a study runs.
 
     ``trials.csv`` is rewritten at most every ``min_interval_s`` (results, trials ending or
-    erroring), and at experiment end; the first change after a quiet spell is written at once. The heartbeat is rewritten every
+    erroring), and at experiment end; the first change after a quiet spell is written at once.
+    A rewrite costs time in proportion to the trials (it runs on Ray Tune's driver loop), so the
+    interval also grows with the last rewrite's cost: rewriting takes at most ``max_write_share``
+    of the loop's time, whatever the study's size (a whole rewrite on every result would make a
+    study of n trials cost O(n²)). The heartbeat is rewritten every
     ``heartbeat_interval_s``; at experiment end it says ``finished`` or ``interrupted``.
     Writes go straight to the study directory (not Ray's staging copy), so the file is as
     fresh as the driver. Picklable: it holds no files, locks or clocks that matter across
@@ -377,6 +401,7 @@ class TrialsTableCallback(tune.Callback):
         objectives: ``(metric, mode)`` pairs, the primary first (or ``ObjectiveSpec``s).
         min_interval_s: Least time between two rewrites on results.
         heartbeat_interval_s: Time between two heartbeats.
+        max_write_share: Largest share of the driver's time that rewriting ``trials.csv`` may take.
     """
 
     def __init__(
@@ -385,21 +410,24 @@ class TrialsTableCallback(tune.Callback):
         objectives: Any,
         min_interval_s: float = 1.0,
         heartbeat_interval_s: float = 5.0,
+        max_write_share: float = 0.05,
     ) -> None:
         self.study_dir = Path(study_dir)
         self.table = TrialsTable(objectives)
         self.min_interval_s = min_interval_s
         self.heartbeat_interval_s = heartbeat_interval_s
+        self.max_write_share = max_write_share
         self._reset_clocks()
 
     def _reset_clocks(self) -> None:
         self._started: float | None = None
         self._last_write = self._last_beat = self._last_sync = float("-inf")
+        self._write_cost_s = 0.0  # how long the last rewrite took
         self._dirty = False
         self._warned = False
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"max_write_share": 0.05, **state})  # pickled before it existed
         self._reset_clocks()
 
     def _safely(self, action: Callable[..., Any], *args: Any) -> None:
@@ -415,11 +443,19 @@ class TrialsTableCallback(tune.Callback):
         self._safely(write_heartbeat, self.study_dir, state, self._started)
 
     def _write(self) -> None:
-        self._last_write, self._dirty = time.monotonic(), False
+        started = time.monotonic()
+        self._dirty = False
         self._safely(self.table.write_csv, self.study_dir / TRIALS_FILE)
+        self._last_write = time.monotonic()
+        self._write_cost_s = self._last_write - started
+
+    def write_interval_s(self) -> float:
+        """Least time from the end of one rewrite to the next: ``min_interval_s``, longer once a
+        rewrite costs more than ``max_write_share`` of that."""
+        return max(self.min_interval_s, self._write_cost_s * (1.0 / self.max_write_share - 1.0))
 
     def _maybe_write(self) -> None:
-        if self._dirty and time.monotonic() - self._last_write >= self.min_interval_s:
+        if self._dirty and time.monotonic() - self._last_write >= self.write_interval_s():
             self._write()
         if time.monotonic() - self._last_beat >= self.heartbeat_interval_s:
             self._beat("running")
@@ -438,8 +474,9 @@ class TrialsTableCallback(tune.Callback):
         self._maybe_write()
 
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        # a trial seen first here: sync them all, so rows keep the order Ray created the trials in
-        self.table.sync(trials if trial.trial_id not in self.table else [trial])
+        # trials new to the table first, so rows keep the order Ray created the trials in
+        self.table.sync_new(trials)
+        self.table.sync([trial])
         # the config too: PBT changes it when a trial exploits another
         self.table.observe(trial.trial_id, config=trial.config, status="RUNNING", result=result)
         self._dirty = True

@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from trainables._runtime import begin_trial, load_trial_checkpoint, report_with_checkpoint, rng_state, set_rng_state
+from trainables._registry import ARTIFACT_COUNT_KEY
+from trainables._runtime import begin_trial, load_trial_checkpoint, report_with_checkpoint, rng_state, set_rng_state, trial_dir
 from trainables.noop_config import NoopConfig
 
 __all__ = ["NoopTrialError", "epoch_score", "train_noop"]
@@ -45,6 +46,20 @@ def _node_id() -> str | None:
     import ray
 
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def _write_artifacts(count: int, epoch: int) -> int:
+    """Writes ``count`` small PNGs into the trial's ``artifacts/`` folder; how many it wrote."""
+    from PIL import Image
+
+    folder = trial_dir()
+    if folder is None:  # not under Ray Tune
+        return 0
+    (folder / "artifacts").mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        pixels = np.full((8, 8, 3), (index * 37 + epoch) % 256, dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / "artifacts" / f"noop_{index}.png")
+    return count
 
 
 def train_noop(config: dict[str, Any]) -> None:
@@ -70,6 +85,8 @@ def train_noop(config: dict[str, Any]) -> None:
             "epoch": epoch, "score": epoch_score(cfg.x, epoch), "resumed_from_epoch": start_epoch - 1,
             **where, "time/trial_start": trial_start, "time/report": time.time(),
         }
+        if epoch == cfg.epochs and cfg.artifacts:
+            metrics[ARTIFACT_COUNT_KEY] = _write_artifacts(cfg.artifacts, epoch)
         history.append({k: v for k, v in metrics.items() if isinstance(v, (int, float))})  # as the shared loop keeps it
         state = {"epoch": epoch, "rng": rng_state(), "history": history, "config": cfg.model_dump(mode="json")}
         report_with_checkpoint(metrics, state)

@@ -22,6 +22,9 @@ class NoopConfig(BaseModel):
         x: The searched value (``search_spaces/noop.py`` suggests it in [0, 1]).
         fail_at_epoch: Raise :class:`~trainables.noop.NoopTrialError` every time the trial
             reaches this epoch (retries resume from the checkpoint before it and fail again).
+        artifacts: PNG files (8x8 px) written into the trial's ``artifacts/`` folder at its last
+            epoch and counted in ``artifacts/files``, as the real trainables' end-of-trial plots
+            are: a stand-in for timing how the driver logs them to W&B.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -32,3 +35,4 @@ class NoopConfig(BaseModel):
     sleep_s: float = Field(0.0, ge=0.0)
     x: float = 0.0
     fail_at_epoch: Optional[int] = Field(None, ge=1)
+    artifacts: int = Field(0, ge=0)

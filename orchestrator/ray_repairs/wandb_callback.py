@@ -13,6 +13,10 @@ Extends Ray's callback where it falls short for a study that is killed and resum
   by ``Tuner.restore``; the restored session completes its offline run from ``result.json``;
 * a trial that ends always finishes its run (exit code 1 when it failed), and a trial that
   starts again in the same session gets a new logging actor instead of a queue nobody reads;
+* the driver's loop never waits on W&B: queue items (each a blocking round trip to a queue
+  actor, the first one until that actor's process has started: seconds) are sent from a
+  background thread in order, and a trial's images are gathered there once its artifacts
+  reached the study folder (see :mod:`orchestrator._background`);
 * ``WANDB_API_KEY`` never reaches a ``runtime_env`` (Ray's session logs print those in plain
   text): an online run's actor gets the key as a Ray object and sets it in its own
   environment; an offline or disabled one never gets it. The callback never pickles it, and
@@ -26,11 +30,14 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs
 import ray
 from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _QueueItem
 from ray.air.util.node import _force_on_current_node
+from ray.util.queue import Queue, _QueueActor
 
-from orchestrator._wandb_artifacts import SYNC_WAIT_S, artifact_images
+from orchestrator._background import Background
+from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY, SYNC_WAIT_S, artifact_images
 from orchestrator._wandb_history import Root, last_logged_step
 from orchestrator.ray_repairs.wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
 from trainables import TRIAL_META_KEY
@@ -48,6 +55,23 @@ def run_tags(study_tags: list[str], meta: dict[str, Any]) -> list[str]:
     factors = meta.get("factors") or {}
     tags = [*study_tags, *(f"{k}={v}" for k, v in factors.items()), *([meta["phase"]] if meta.get("phase") else [])]
     return list(dict.fromkeys(str(t)[:MAX_TAG_LEN] for t in tags))
+
+
+class _OneClassQueue(Queue):
+    """``ray.util.queue.Queue`` whose actor class is made once per driver.
+
+    Ray's makes a new actor class for every queue, and exporting a new class disassembles its
+    code for an identifier (``function_manager.compute_collision_identifier``): 0.1-0.5 s on the
+    driver's loop at every trial start. The queue actor itself is Ray's, unchanged.
+    """
+
+    _actor_class: Any = None
+
+    def __init__(self, maxsize: int = 0, actor_options: dict[str, Any] | None = None) -> None:  # noqa: D107
+        if _OneClassQueue._actor_class is None:
+            _OneClassQueue._actor_class = ray.remote(_QueueActor)
+        self.maxsize = maxsize
+        self.actor = _OneClassQueue._actor_class.options(**(actor_options or {})).remote(maxsize)
 
 
 def _is_local(trial: Any) -> bool:
@@ -80,12 +104,14 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         self._ended: set[str] = set()  # trial ids whose actor was sent END
         self._checked_finished = False  # this session looked for finished trials' lost rows
         self._api_key_object: Any = None  # ray.put(WANDB_API_KEY) for online runs
+        self._background: Background | None = None  # sends queue items off the driver's loop
 
     def __getstate__(self) -> dict[str, Any]:
         # Ray handles and the API key stay in this process (tuner.pkl is written to the study folder)
         state = self.__dict__.copy()
         state.update(
             _api_key_object=None,
+            _background=None,
             _remote_logger_class=None,
             _trial_logging_actors={},
             _trial_logging_futures={},
@@ -154,6 +180,9 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         )
 
     def _start_logging_actor(self, trial: Any, exclude_results: list[str], **kwargs: Any) -> None:
+        """Ray's ``_start_logging_actor`` with its queue's actor class made once (:class:`_OneClassQueue`)."""
+        if trial in self._trial_logging_futures:
+            return
         if not self._remote_logger_class:
             # Ray's own class passes WANDB_API_KEY in the actor's runtime_env, which
             # runtime_env_agent.log in Ray's session folder prints in plain text; the same
@@ -161,7 +190,15 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
             self._remote_logger_class = ray.remote(
                 num_cpus=0, **_force_on_current_node(), runtime_env={"env_vars": {}}, max_restarts=-1, max_task_retries=-1
             )(self._logger_actor_cls)
-        super()._start_logging_actor(trial, exclude_results, api_key=self._api_key(), **kwargs)
+        queue = self._trial_queues[trial] = _OneClassQueue(
+            actor_options={"num_cpus": 0, **_force_on_current_node(), "max_restarts": -1, "max_task_retries": -1}
+        )
+        actor = self._trial_logging_actors[trial] = self._remote_logger_class.remote(
+            logdir=trial.local_path, queue=queue, exclude=exclude_results, to_config=self.AUTO_CONFIG_KEYS,
+            api_key=self._api_key(), **kwargs,
+        )
+        future = self._trial_logging_futures[trial] = actor.run.remote()
+        self._logging_future_to_trial[future] = trial
 
     def _api_key(self) -> Any:
         """The API key as a Ray object (the actor receives its value), for online runs only."""
@@ -187,27 +224,52 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
         super()._cleanup_logging_actor(trial)
         self._ended.discard(trial.trial_id)
 
+    def _lane(self) -> Background:
+        if self._background is None:
+            self._background = Background("wandb")
+        return self._background
+
+    def _send(self, trial: Any, *items: tuple[Any, Any]) -> None:
+        """Puts ``items`` into the trial's queue from the background lane, after the items sent before."""
+        target = self._trial_queues[trial]  # this session's queue, even if the trial starts again later
+        self._lane().submit(lambda: [target.put(item) for item in items])
+
     def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
         if trial not in self._trial_logging_actors or trial.trial_id in self._ended:
             self.log_trial_start(trial)
         if isinstance(result.get("config"), dict):
             result = {**result, "config": redact_secrets(result["config"])}
         result = _clean_log(result, video_kwargs=self.video_kwargs, image_kwargs=self.image_kwargs)
-        self._trial_queues[trial].put((_QueueItem.RESULT, result))
+        self._send(trial, (_QueueItem.RESULT, result))
+
+    def log_trial_save(self, trial: Any) -> None:
+        if self.upload_checkpoints and trial.checkpoint and trial in self._trial_queues:
+            if isinstance(trial.checkpoint.filesystem, pyarrow.fs.LocalFileSystem):
+                self._send(trial, (_QueueItem.CHECKPOINT, trial.checkpoint.path))
 
     def log_trial_end(self, trial: Any, failed: bool = False) -> None:
         self._end_run(trial, failed, SYNC_WAIT_S)
 
     def _end_run(self, trial: Any, failed: bool, artifacts_wait_s: float) -> None:
-        """Queues the trial's images and END; its actor then finishes the run."""
+        """Queues the trial's images and END; its actor then finishes the run.
+
+        The wait for the artifacts to reach the study folder runs in the background; the
+        images and END follow the trial's results into its queue.
+        """
         if trial not in self._trial_queues or trial.trial_id in self._ended:
             return
         step = (trial.last_result or {}).get("training_iteration")
-        images = artifact_images(trial, artifacts_wait_s) if step else {}
-        if images:
-            images = _clean_log(images, image_kwargs=self.image_kwargs)
-            self._trial_queues[trial].put((IMAGES, {"step": step, "images": images}))
-        self._trial_queues[trial].put((_QueueItem.END, {"failed": failed, "last_step": step}))
+        target, end = self._trial_queues[trial], (_QueueItem.END, {"failed": failed, "last_step": step})
+
+        def send(images: dict[str, Any] | None) -> None:
+            if images:
+                target.put((IMAGES, {"step": step, "images": _clean_log(images, image_kwargs=self.image_kwargs)}))
+            target.put(end)
+
+        if step and (trial.last_result or {}).get(ARTIFACT_COUNT_KEY):
+            self._lane().after(lambda: artifact_images(trial, artifacts_wait_s), send)
+        else:
+            self._lane().submit(lambda: send(None))
         self._ended.add(trial.trial_id)
         self._cleanup_logging_actors()
 
@@ -237,6 +299,9 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         self._complete_finished_runs(trials)  # a restore with nothing left to run has no step
+        if self._background is not None and not self._background.drain(timeout_s=self._upload_timeout):
+            logger.warning("W&B: %d queued items not sent within %.0f s; some runs may lack their last rows",
+                           self._background.pending(), self._upload_timeout)
         super().on_experiment_end(trials, **info)  # waits for the runs to finish
         for trial in trials:
             if not _is_local(trial):
@@ -249,8 +314,6 @@ def _upload_offline_runs(trial: Any) -> None:
     Ray's last sync of the staging folder comes before the callbacks' ``on_experiment_end``,
     so without this a run's last rows and its exit record would stay on the driver.
     """
-    import pyarrow.fs
-
     filesystem = trial.storage.storage_filesystem
     for folder in sorted(Path(trial.local_path, "wandb").glob("offline-run-*")):
         if folder.is_dir() and not folder.is_symlink() and any(folder.glob("run-*.wandb")):

@@ -76,6 +76,7 @@ def test_the_stored_state_names_each_trials_latest_checkpoint(experiment):
     snapshot(experiment, a, b)
     state = next(experiment.glob("experiment_state-*.json"))
     assert stored_latest_checkpoints(str(state), FS) == {"a": "checkpoint_000002"}  # b has none
+    assert stored_latest_checkpoints(str(state), FS, wanted={"b"}) == {}  # a not decoded
     state.write_text('{"trial_data": [["{"')  # caught mid-write
     assert stored_latest_checkpoints(str(state), FS) is None
 
@@ -152,6 +153,23 @@ def test_reads_the_stored_state_at_most_once_an_interval_but_fresh_at_the_end(ex
     snapshot(experiment, trial)
     pruner.on_experiment_end([trial])
     assert trial.on_disk() == [0, 2]
+
+
+def test_the_end_of_a_study_reads_the_stored_state_once_for_all_its_trials(experiment, monkeypatch):
+    import orchestrator.ray_repairs.checkpoints as module
+
+    pruner = CheckpointPruner(1, "score", "max", min_read_interval_s=3600)
+    trials = [Trial(experiment, f"t{n}") for n in range(20)]
+    for trial in trials:
+        for i in range(3):
+            trial.save(pruner, i, score=-i)
+    snapshot(experiment, *trials)
+    (experiment / "not_a_state.json").write_text("{}")  # other files in the study folder are no state
+    reads = []
+    monkeypatch.setattr(module, "_newest_state", lambda storage, read=module._newest_state: reads.append(1) or read(storage))
+    pruner.on_experiment_end(trials)
+    assert len(reads) == 1  # once per trial was O(n^2) at the end of a large study
+    assert all(trial.on_disk() == [0, 2] for trial in trials)
 
 
 def test_the_next_snapshot_records_a_just_registered_checkpoint(experiment):

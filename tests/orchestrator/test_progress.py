@@ -1,4 +1,4 @@
-"""Progress output: event and summary lines in logs, a live table on a terminal."""
+"""Progress output: event and summary lines in logs and the study's log file, a live status line on a terminal."""
 
 from __future__ import annotations
 
@@ -88,28 +88,68 @@ def test_min_objectives_rank_the_lowest_and_every_objective_is_printed():
     assert printer.summary().endswith("best val/loss per cell: base 0.4000 (a)")
 
 
-def test_live_table_on_a_terminal_shows_states_best_per_cell_and_events():
+def test_live_status_line_on_a_terminal_shows_states_eta_and_best_per_cell_with_errors_above_it(tmp_path):
     console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system=None)
-    printer = ProgressPrinter(OBJECTIVES, console)
+    printer = ProgressPrinter(OBJECTIVES, console, epochs_per_trial=2, log_path=tmp_path / "corrotune.log")
     assert printer._is_live
     trials = [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")]
     trials[1].status = trials[2].status = "PENDING"
     printer.setup(total_num_samples=3)
-    assert pickle.loads(pickle.dumps(printer)).console is not None  # picklable while live
+    assert pickle.loads(pickle.dumps(printer)).console is not None  # picklable while live (no file handle)
     printer.on_step_end(0, trials)
     printer.on_trial_result(1, trials, trials[0], _result(1, 0.8))
-    view = Console(file=io.StringIO(), width=160)
-    view.print(printer.render())
-    text = view.file.getvalue()
-    assert "0/3 done · 1 running · 2 pending · 0 errored" in text
-    assert "Best val/accuracy (max) per cell" in text and "attention=eca" in text and "0.8000" in text
-    assert "trial a [attention=eca] epoch 1: val/accuracy=0.8000" in text  # the last events
+    line = printer.render()
+    assert "\n" not in line.plain  # one line
+    assert line.plain.startswith("Study  0/3 done · 1 running · 0 errored · 0m00s · ETA ")
+    assert line.plain.endswith("best val/accuracy: attention=eca 0.8000 (a) | attention=none -")
     _drive(printer, trials)
     output = console.file.getvalue()
     assert printer._live is None  # stopped at experiment end, its last view left on screen
-    assert "2/3 done · 0 running · 0 pending · 1 errored" in output
-    assert "trial c [attention=none] errored" in output
+    assert "Study  2/3 done · 0 running · 1 errored" in output
+    last_view = [line for line in output.splitlines() if "Study  " in line][-1]
+    assert "attention=none 0.6200 (b)" in last_view  # errored c (0.72) ranks below finished b
+    assert "trial c [attention=none] errored" in output  # errors get a line of their own
+    assert " epoch 1: " not in output and "finished (" not in output  # routine events only in the log
     assert "done, " not in output.replace("trials done", "")  # no log-style summary lines
+    log = (tmp_path / "corrotune.log").read_text().splitlines()
+    assert any(line.endswith("trial a [attention=eca] epoch 1: val/accuracy=0.8000 train/loss=0.2000  new best") for line in log)
+    assert any(line.endswith("trial a [attention=eca] finished (1/3 trials done)") for line in log)
+    assert any("trial c [attention=none] errored" in line for line in log)
+    assert log[-1].endswith("2/3 done, 0 running, 1 errored; best val/accuracy per cell: attention=eca 0.5200 (a), attention=none 0.6200 (b)")
+    assert all(line[:4].isdigit() and "[" not in line.split(" ", 2)[2][:1] for line in log)  # timestamped, no markup
+
+
+def test_log_file_gets_the_lines_a_log_console_gets_and_a_bad_path_costs_a_warning(tmp_path, caplog):
+    console = _log_console()
+    printer = ProgressPrinter(OBJECTIVES, console, summary_every=2, summary_interval_s=3600, log_path=tmp_path / "corrotune.log")
+    _drive(printer, [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")])
+    printed = [line for line in console.file.getvalue().splitlines() if line]
+    logged = [line.split(" ", 2)[2] for line in (tmp_path / "corrotune.log").read_text().splitlines()]
+    assert logged == printed
+    (tmp_path / "taken").write_text("a file, not a folder")
+    broken = ProgressPrinter(OBJECTIVES, _log_console(), log_path=tmp_path / "taken" / "corrotune.log")
+    _drive(broken, [_trial("a", "base")])
+    assert "could not write its log" in caplog.text and caplog.text.count("could not write its log") == 1
+
+
+def test_redraws_are_throttled(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("orchestrator.progress.time.monotonic", clock)
+    console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system=None)
+    printer = ProgressPrinter(OBJECTIVES, console, refresh_interval_s=0.5)
+    renders = []
+    monkeypatch.setattr(printer, "render", lambda original=printer.render: renders.append(1) or original())
+    trial = _trial("a", "base")
+    printer.setup(total_num_samples=1)
+    first = len(renders)
+    for epoch in range(1, 101):  # 100 results within 0.1 s: no redraw until the interval passed
+        clock.now += 0.001
+        printer.on_trial_result(epoch, [trial], trial, _result(epoch, 0.5))
+    assert len(renders) == first
+    clock.now += 0.5
+    printer.on_trial_result(101, [trial], trial, _result(101, 0.5))
+    assert len(renders) == first + 1
+    printer.close()
 
 
 def test_the_earlier_metric_mode_console_call_still_works():
@@ -166,7 +206,7 @@ def test_eta_follows_the_epoch_budget_at_the_pace_so_far(monkeypatch):
     clock.now += 5  # trial a ends early (a scheduler stopped it): its epochs count whole
     printer.on_trial_complete(3, trials, trials[0])
     assert printer.eta_s() == 25.0 * 2 / 6
-    assert "ETA" in printer.render().renderables[0].plain
+    assert "ETA" in printer.render().plain
 
 
 def test_eta_counts_trials_without_an_epoch_budget_and_never_passes_the_time_budget(monkeypatch):

@@ -149,6 +149,45 @@ def test_callback_rewrites_once_the_interval_has_passed(tmp_path):
     assert _read_csv(tmp_path / TRIALS_FILE)[0]["epochs"] == "2"
 
 
+def test_rewrites_take_at_most_their_share_of_the_driver_loop_however_many_trials(tmp_path, monkeypatch):
+    clock = SimpleNamespace(now=100.0)
+    monkeypatch.setattr("orchestrator.trials_table.time.monotonic", lambda: clock.now)
+    callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=1.0, max_write_share=0.05)
+    writes = []
+
+    def slow_write(path):  # a table so large that a rewrite takes 2 s
+        writes.append(clock.now)
+        clock.now += 2.0
+
+    monkeypatch.setattr(callback.table, "write_csv", slow_write)
+    callback.setup()
+    trial = _trial("a")
+    for epoch in range(1, 400):  # a result every 0.5 s for 200 s
+        clock.now += 0.5
+        callback.on_trial_result(epoch, [trial], trial, _result(epoch, 0.5, 0.5))
+    assert len(writes) >= 3  # the first change at once, then as often as the share allows
+    assert 2.0 * (len(writes) - 1) / (writes[-1] - writes[0]) <= 0.05 + 1e-9  # whole write cycles
+    assert callback.write_interval_s() == 2.0 * 19  # 2 s of writing per 40 s
+    written = len(writes)
+    callback.on_experiment_end([trial])  # the end always writes
+    assert len(writes) == written + 1
+
+
+def test_sync_new_adds_only_the_trials_ray_appended_since_the_last_call():
+    table = TrialsTable(OBJECTIVES)
+    trials = [_trial("a"), _trial("b")]
+    table.sync_new(trials)
+    trials[0].status = "TERMINATED"
+    trials.append(_trial("c", status="PENDING"))
+    table.sync_new(trials)  # per result or trial: the new one only, not every known trial again
+    assert [r["trial_id"] for r in table.rows()] == ["a", "b", "c"] and table.status("a") == "RUNNING"
+    table.sync(trials)  # the once-a-second full sync takes the statuses
+    assert table.status("a") == "TERMINATED" and table.status("c") == "PENDING"
+    restored = pickle.loads(pickle.dumps(table))
+    restored.sync_new([_trial("z"), *trials])  # a restored session's list is a new one
+    assert "z" in restored
+
+
 def test_heartbeat_says_running_then_finished_or_interrupted(tmp_path):
     callback = TrialsTableCallback(tmp_path, OBJECTIVES)
     callback.setup()
@@ -292,7 +331,7 @@ def test_a_real_study_keeps_trials_csv_current_and_matching_its_files(tmp_path, 
         def on_trial_complete(self, iteration, trials, trial, **info):
             spy("complete")
 
-    _run(tmp_path, "tiny", _tiny_trainable, [TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0), SpyCallback()])
+    _run(tmp_path, "tiny", _tiny_trainable, [TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0, max_write_share=1.0), SpyCallback()])  # every change written
 
     rows = _read_csv(study / TRIALS_FILE)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"TERMINATED"}
