@@ -3,9 +3,10 @@
 Runs the real CLI as a subprocess (what the ``corrotune`` script runs) on the demo study with W&B
 offline, a temporary storage and a temporary cache folder holding the demo's generated dataset
 (generated beforehand, untimed, as a user's second run finds it). The demo is shortened with
-``--set params.epochs=1 --set search.num_samples=2``: two trials start at once as in the demo
-(``max_concurrent_trials: 2``) and their first epoch is the demo's, so the first result comes
-as in the demo while the run ends soon after.
+``--set params.epochs=2 --set params.artifacts=false --set search.num_samples=2``: two trials
+start at once as in the demo (``max_concurrent_trials: 2``) and their first epoch is the demo's
+(not their last: the last epoch also scores the test split), so the first result comes as in
+the demo while the run ends soon after.
 
 A ``sitecustomize`` (``_phase_marks.py``) timestamps each process's start, module imports and
 the driver's and trial's steps; the JSON gives, in seconds since the command started, each
@@ -96,7 +97,7 @@ def one_run(work: Path, run: int, python: str) -> dict:
     })
     env.pop("WANDB_API_KEY", None)
     command = [python, "-c", "from orchestrator.cli import main; main()", "run", str(DEMO),
-               "--storage", str(work / f"results{run}"), "--set", "params.epochs=1", "--set", "search.num_samples=2"]
+               "--storage", str(work / f"results{run}"), "--set", "params.epochs=2", "--set", "params.artifacts=false", "--set", "search.num_samples=2"]
     launched = time.time()
     proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=600)
     total = time.time() - launched
@@ -136,7 +137,7 @@ def main() -> None:
     median = {k: round(statistics.median(r[k] for r in runs if r[k] is not None), 3) for k in keys
               if any(r[k] is not None for r in runs)}
     print(json.dumps({
-        "study": "studies/demo.yaml (--set params.epochs=1 --set search.num_samples=2)", "cpus": os.cpu_count(),
+        "study": "studies/demo.yaml (--set params.epochs=2 --set params.artifacts=false --set search.num_samples=2)", "cpus": os.cpu_count(),
         "first_result_s": median["first_result_s"], "goal": "<= 20 s", "median_phases_s": median, "runs": runs,
         "total_s": round(time.perf_counter() - started, 1),
         "note": "phases in order, each from the end of the one before (a phase that overlapped the one "
