@@ -30,7 +30,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
 from _epoch_split import interleaved, timed_trial  # noqa: E402
 
-CPUS = os.cpu_count() or 1
+CPUS = os.cpu_count() or 1  # --threads overrides
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -95,6 +95,7 @@ def corrotune_trial(args) -> list[dict]:
 
 
 def main() -> None:
+    global CPUS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=4)
@@ -102,7 +103,9 @@ def main() -> None:
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder", default="mobilenet_v2")
+    parser.add_argument("--threads", type=int, default=CPUS, help="CPUs of the trial and torch threads of both (default: all)")
     args = parser.parse_args()
+    CPUS = args.threads
     os.environ.setdefault("WANDB_MODE", "disabled")
     import ray
 
