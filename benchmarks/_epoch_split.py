@@ -121,6 +121,19 @@ def timed_trial(trainable: str, task_module: str, task_class: str, config: dict,
              "batch_production_s": e.get("batch_production_s", 0.0), **split_of(e)} for e in epochs]
 
 
+class EpochClock:
+    """Wall and CPU seconds per epoch of a hand-written loop: call :meth:`lap` at each epoch's end."""
+
+    def __init__(self) -> None:
+        self.mark, self.laps = (time.perf_counter(), time.process_time()), []
+
+    def lap(self) -> list[tuple[float, float]]:
+        now = (time.perf_counter(), time.process_time())
+        self.laps.append((now[0] - self.mark[0], now[1] - self.mark[1]))
+        self.mark = now
+        return self.laps
+
+
 def steady_median(values: list[float]) -> float:
     """Median over epochs 2..N (epoch 1 includes start-up and warms caches)."""
     return statistics.median(values[1:] if len(values) > 1 else values)
@@ -134,6 +147,20 @@ def median_of(runs: list[list[dict]], key: str) -> float:
 def load() -> list[float]:
     """The 1-, 5- and 15-minute load averages (the machine is shared)."""
     return [round(v, 2) for v in os.getloadavg()]
+
+
+def measure_with_ray(repeats: int, cpus: int, bare: Callable[[], list[tuple[float, float]]], trial: Callable[[], list[dict]]) -> dict:
+    """:func:`interleaved` with ``cpus`` torch threads here and a local Ray of ``cpus`` CPUs for the
+    trial (whose worker Ray gives ``cpus`` threads through ``OMP_NUM_THREADS``)."""
+    import ray
+    import torch
+
+    torch.set_num_threads(cpus)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        return interleaved(repeats, bare, trial)
+    finally:
+        ray.shutdown()
 
 
 def interleaved(repeats: int, bare: Callable[[], list[tuple[float, float]]], trial: Callable[[], list[dict]]) -> dict:

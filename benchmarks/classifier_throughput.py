@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
-from _epoch_split import interleaved, timed_trial  # noqa: E402
+from _epoch_split import EpochClock, measure_with_ray, timed_trial  # noqa: E402
 
 CPUS = os.cpu_count() or 1  # --threads overrides
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -67,7 +67,7 @@ def bare_loop(args, data: dict) -> list[tuple[float, float]]:
     loss_fn = nn.BCEWithLogitsLoss()
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     (train_x, train_y), (val_x, val_y) = data["train"], data["val"]
-    times, mark = [], (time.perf_counter(), time.process_time())
+    clock = EpochClock()
     for epoch in range(args.epochs):
         model.train()
         for index in torch.randperm(len(train_x)).split(args.batch_size):
@@ -86,10 +86,8 @@ def bare_loop(args, data: dict) -> list[tuple[float, float]]:
                 x = (val_x[start : start + 128].float() / 255 - mean) / std
                 correct += int(((model(x)[:, 0] > 0).float() == val_y[start : start + 128]).sum())
         print(f"epoch {epoch + 1}: loss {loss.item():.4f} val accuracy {correct / len(val_x):.3f}", file=sys.stderr)
-        now = (time.perf_counter(), time.process_time())
-        times.append((now[0] - mark[0], now[1] - mark[1]))
-        mark = now
-    return times
+        clock.lap()
+    return clock.laps
 
 
 def corrotune_trial(args) -> list[dict]:
@@ -109,16 +107,9 @@ def main() -> None:
     args = parser.parse_args()
     CPUS = args.threads
     os.environ.setdefault("WANDB_MODE", "disabled")
-    import ray
-
     started = time.perf_counter()
     data = _tensors(args)  # generates and decodes the data before anything is timed
-    torch.set_num_threads(CPUS)  # the trial's worker gets CPUS threads from Ray (OMP_NUM_THREADS)
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    try:
-        measured = interleaved(args.repeats, lambda: bare_loop(args, data), lambda: corrotune_trial(args))
-    finally:
-        ray.shutdown()
+    measured = measure_with_ray(args.repeats, CPUS, lambda: bare_loop(args, data), lambda: corrotune_trial(args))
     print(json.dumps({
         "backbone": args.backbone, "image_size": args.image_size, "batch_size": args.batch_size, "cpus": CPUS,
         "epochs": args.epochs, "repeats": args.repeats, "train_images": len(data["train"][0]), "val_images": len(data["val"][0]),

@@ -28,7 +28,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
-from _epoch_split import interleaved, timed_trial  # noqa: E402
+from _epoch_split import EpochClock, measure_with_ray, timed_trial  # noqa: E402
 
 CPUS = os.cpu_count() or 1  # --threads overrides
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -66,7 +66,7 @@ def bare_loop(args, data) -> list[tuple[float, float]]:
     mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
     train_x, train_y = data.images["train"], data.masks["train"]
     val_x, val_y = data.images["val"], data.masks["val"]
-    times, mark = [], (time.perf_counter(), time.process_time())
+    clock = EpochClock()
     for epoch in range(args.epochs):
         model.train()
         for index in torch.randperm(len(train_x)).split(args.batch_size):
@@ -84,10 +84,8 @@ def bare_loop(args, data) -> list[tuple[float, float]]:
         tp, fp, fn, tn = smp.metrics.get_stats(logits.sigmoid(), val_y.unsqueeze(1).long(), mode="binary", threshold=0.5)
         iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise")
         print(f"epoch {epoch + 1}: loss {loss.item():.4f} val IoU {float(iou):.3f}", file=sys.stderr)
-        now = (time.perf_counter(), time.process_time())
-        times.append((now[0] - mark[0], now[1] - mark[1]))
-        mark = now
-    return times
+        clock.lap()
+    return clock.laps
 
 
 def corrotune_trial(args) -> list[dict]:
@@ -107,17 +105,10 @@ def main() -> None:
     args = parser.parse_args()
     CPUS = args.threads
     os.environ.setdefault("WANDB_MODE", "disabled")
-    import ray
-
     started = time.perf_counter()
     data, _ = _splits(args)  # generates the data and builds the decode cache, untimed
     _, warm_load = _splits(args)
-    torch.set_num_threads(CPUS)  # the trial's worker gets CPUS threads from Ray (OMP_NUM_THREADS)
-    ray.init(num_cpus=CPUS, include_dashboard=False, log_to_driver=False)
-    try:
-        measured = interleaved(args.repeats, lambda: bare_loop(args, data), lambda: corrotune_trial(args))
-    finally:
-        ray.shutdown()
+    measured = measure_with_ray(args.repeats, CPUS, lambda: bare_loop(args, data), lambda: corrotune_trial(args))
     train_pass = measured["corrotune_split_s"]["train_pass_s"]
     print(json.dumps({
         "arch": "unet", "encoder": args.encoder, "image_size": args.image_size, "batch_size": args.batch_size,

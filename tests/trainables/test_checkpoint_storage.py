@@ -201,13 +201,19 @@ def _state() -> dict:
     return {"model": _Net().state_dict(), "epoch": 1}
 
 
-def test_checkpoints_are_staged_in_the_ram_folder_when_it_has_room(monkeypatch, tmp_path):
+def _staging(monkeypatch, tmp_path) -> tuple[Path, _StagingTune]:
+    """A RAM staging folder stand-in (``tmp_path/shm``) and the fake Tune session persisting into ``tmp_path/trial``."""
     ram = tmp_path / "shm"
     ram.mkdir()
     monkeypatch.setattr(runtime, "_MEMORY_STAGING", str(ram))
     fake = _StagingTune(tmp_path / "trial")
     fake.trial.mkdir()
     monkeypatch.setattr(runtime, "tune", fake)
+    return ram, fake
+
+
+def test_checkpoints_are_staged_in_the_ram_folder_when_it_has_room(monkeypatch, tmp_path):
+    ram, fake = _staging(monkeypatch, tmp_path)
     state = _state()
     runtime.report_with_checkpoint({"epoch": 1}, state)
     assert fake.staged_in == [ram]
@@ -219,9 +225,7 @@ def test_checkpoints_are_staged_in_the_ram_folder_when_it_has_room(monkeypatch, 
 def test_checkpoints_are_staged_on_disk_when_the_ram_folder_lacks_room_or_is_missing(monkeypatch, tmp_path):
     import tempfile
 
-    fake = _StagingTune(tmp_path / "trial")
-    fake.trial.mkdir()
-    monkeypatch.setattr(runtime, "tune", fake)
+    _, fake = _staging(monkeypatch, tmp_path)
     monkeypatch.setattr(runtime.os, "statvfs", lambda path: SimpleNamespace(f_bavail=1000, f_frsize=4096))  # 4 MB free
     runtime.report_with_checkpoint({"epoch": 1}, _state())
     monkeypatch.undo()  # room again, but no RAM folder (macOS, Windows)
@@ -235,12 +239,7 @@ def test_checkpoints_are_staged_on_disk_when_the_ram_folder_lacks_room_or_is_mis
 def test_a_ram_folder_that_fills_up_while_saving_falls_back_to_disk(monkeypatch, tmp_path):
     import tempfile
 
-    ram = tmp_path / "shm"
-    ram.mkdir()
-    monkeypatch.setattr(runtime, "_MEMORY_STAGING", str(ram))
-    fake = _StagingTune(tmp_path / "trial")
-    fake.trial.mkdir()
-    monkeypatch.setattr(runtime, "tune", fake)
+    ram, fake = _staging(monkeypatch, tmp_path)
     save = torch.save
 
     def full_in_ram(obj, path):
