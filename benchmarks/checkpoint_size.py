@@ -49,7 +49,7 @@ def main() -> None:
     import ray
     from ray import tune
 
-    from orchestrator._checkpoints import CheckpointPruner
+    from orchestrator.ray_repairs.checkpoints import CheckpointPruner
     from trainables import get_trainable
 
     running: list[dict] = []

@@ -22,17 +22,16 @@ import logging
 import math
 import pickle
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Optional
 
 import optuna
-from ray.tune.search import ConcurrencyLimiter, SearchGenerator, Searcher
+from ray.tune.search import ConcurrencyLimiter, Searcher
 
+from orchestrator.ray_repairs.search_state import RecordedStateSearchGenerator
 from orchestrator.spec import Study, cell_label
-from orchestrator.trials_table import newest_experiment_state, recorded_trials
 from trainables import TRIAL_META_KEY
 
-__all__ = ["AblationSearcher", "CONFIRM", "RecordedStateSearchGenerator", "SEARCH", "search_algorithm"]
+__all__ = ["AblationSearcher", "CONFIRM", "SEARCH", "search_algorithm"]
 
 logger = logging.getLogger(__name__)
 
@@ -221,7 +220,7 @@ class AblationSearcher(Searcher):
     def take_back(self, recorded: set[str]) -> list[str]:
         """Takes back the trials handed out that are not in ``recorded`` (Ray's trial ids); returns them.
 
-        See :class:`RecordedStateSearchGenerator`: after a kill the searcher's saved state can be
+        See :class:`~orchestrator.ray_repairs.search_state.RecordedStateSearchGenerator`: after a kill the searcher's saved state can be
         ahead of Ray's experiment state; trials Ray never recorded would hold their cells'
         budgets (and confirm runs) for good. They are handed out again.
         """
@@ -317,40 +316,9 @@ class AblationSearcher(Searcher):
         return dict(max(finished, key=lambda t: sign * t.best[0]).params)
 
 
-class RecordedStateSearchGenerator(SearchGenerator):
-    """Ray's ``SearchGenerator`` whose restore agrees with the experiment state Ray restored.
-
-    Ray stores a snapshot's state files (``search_gen_state``, ``searcher-state``,
-    ``experiment_state``) one by one in no set order; a driver killed in between can leave the
-    searcher layers ahead of the trials Ray restores. Left alone, that loses trials for good:
-    the generator's counter reaches ``num_samples`` early, the ``ConcurrencyLimiter`` forgets a
-    trial Ray resumes (and then never passes on its completion, so its cell's confirm runs wait
-    for ever), and :class:`AblationSearcher` keeps budget for trials that never run. After
-    restoring, every layer is set from the newest experiment state: the counter is its number
-    of trials, the limiter's live trials its unfinished ones, and the searcher takes back the rest.
-    """
-
-    def restore_from_dir(self, dirpath: str) -> None:
-        super().restore_from_dir(dirpath)
-        state = newest_experiment_state(Path(dirpath))
-        if state is None:
-            return
-        statuses = {trial["trial_id"]: trial["status"] for trial, _ in recorded_trials(state.get("trial_data", []))}
-        self._counter = len(statuses)
-        self._finished = False  # set again when the searcher says so
-        layer = self.searcher
-        while isinstance(layer, ConcurrencyLimiter):
-            layer.live_trials = {t for t, status in statuses.items() if status not in ("TERMINATED", "ERROR")}
-            layer.num_unfinished_live_trials = len(layer.live_trials)
-            layer = layer.searcher
-        if isinstance(layer, AblationSearcher) and (taken := layer.take_back(set(statuses))):
-            logger.warning("the searcher had handed out %d trial(s) Ray never recorded (%s); they are handed out again",
-                           len(taken), ", ".join(taken))
-
-
 def search_algorithm(study: Study) -> RecordedStateSearchGenerator:
     """The study's search algorithm: its :class:`AblationSearcher`, limited to
-    ``max_concurrent_trials`` (Ray's ``ConcurrencyLimiter``), in a :class:`RecordedStateSearchGenerator`."""
+    ``max_concurrent_trials`` (Ray's ``ConcurrencyLimiter``), in a :class:`~orchestrator.ray_repairs.search_state.RecordedStateSearchGenerator`."""
     searcher: Searcher = AblationSearcher.from_study(study)
     if study.max_concurrent_trials:
         searcher = ConcurrencyLimiter(searcher, max_concurrent=study.max_concurrent_trials)

@@ -23,12 +23,12 @@ from __future__ import annotations
 import os
 import re
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from orchestrator.quiet import ray_init_options, ray_starting
+from orchestrator.ray_repairs import cluster as ray_cluster
 from orchestrator.spec import StudyError
 
 __all__ = [
@@ -214,12 +214,7 @@ def gpu_problem(gpus_per_trial: float, address: str | None) -> str | None:
 
 def _local_gpus() -> int:
     """GPUs Ray would find on this machine (``ray start``/``ray.init`` use the same detection)."""
-    from ray._private.accelerators import get_accelerator_manager_for_resource
-
-    manager = get_accelerator_manager_for_resource("GPU")
-    found = manager.get_current_node_num_accelerators()
-    visible = manager.get_current_process_visible_accelerator_ids()
-    return min(found, len(visible)) if visible is not None else found
+    return ray_cluster.local_gpus()
 
 
 def _cluster_gpus(address: str) -> tuple[float, float]:
@@ -240,16 +235,7 @@ def _cluster_gpus(address: str) -> tuple[float, float]:
 
 def _launchable_gpus() -> float:
     """Most GPUs on one node type the cluster's autoscaler may launch (0 when unknown)."""
-    largest = 0.0
-    try:
-        from ray._private.state import state
-
-        config = state.get_cluster_config()  # reported by KubeRay / autoscaler v2 setups
-        for group in config.node_group_configs if config else []:
-            if group.max_count != 0:
-                largest = max(largest, float(group.resources.get("GPU", 0)))
-    except Exception:  # noqa: BLE001 - an optional hint; a cluster without it is still usable
-        pass
+    largest = ray_cluster.reported_launchable_gpus()  # KubeRay / autoscaler v2 setups report it
     bootstrap = Path.home() / "ray_bootstrap_config.yaml"  # written by `ray up` on the head
     if bootstrap.is_file():
         import yaml
@@ -304,10 +290,8 @@ def connect(address: str | None, num_cpus: int | None = None) -> None:
 
 def _resolve(address: str) -> str:
     """``HOST:PORT`` of the GCS that ``address`` names (``auto`` looked up as ``ray.init`` does)."""
-    from ray._private.services import canonicalize_bootstrap_address
-
     try:
-        target = canonicalize_bootstrap_address(address)
+        target = ray_cluster.canonical_address(address)
     except ConnectionError:
         raise ClusterError(f"--address {address}", [
             "no running Ray cluster was found on this machine; start one (`ray start --head`, or "
@@ -339,23 +323,7 @@ def _check_listening(address: str, target: str) -> None:
 def _probe_gcs(target: str) -> Optional[BaseException]:
     """Opens a GCS client to ``target`` (what ray.init does first): None if it answered, else the
     error; a :class:`TimeoutError` after :data:`_PROBE_TIMEOUT_S` (Ray itself waits ~40 s)."""
-    from ray._raylet import GcsClient
-
-    outcome: dict[str, Optional[BaseException]] = {}
-
-    def probe() -> None:
-        try:
-            GcsClient(address=target)
-            outcome["error"] = None
-        except BaseException as err:  # noqa: BLE001 - handed to the caller
-            outcome["error"] = err
-
-    thread = threading.Thread(target=probe, name="corrotune-gcs-probe", daemon=True)
-    thread.start()
-    thread.join(_PROBE_TIMEOUT_S)
-    if "error" not in outcome:
-        return TimeoutError(f"no answer from a Ray GCS within {_PROBE_TIMEOUT_S:g} s")
-    return outcome["error"]
+    return ray_cluster.probe_gcs(target, _PROBE_TIMEOUT_S)
 
 
 def _check_token(address: str, target: str) -> None:
@@ -371,12 +339,10 @@ def _check_token(address: str, target: str) -> None:
         ])
     if not isinstance(error, AuthenticationError):
         return  # answered, or failed in a way ray.init reports itself
-    from ray._raylet import AuthenticationTokenLoader
-
     mode = os.environ.get("RAY_AUTH_MODE")
     source = _token_source()
-    if mode is None and AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-        _enable_token_auth()
+    if mode is None and ray_cluster.has_local_token():
+        ray_cluster.enable_token_auth()
         if not isinstance(_probe_gcs(target), AuthenticationError):
             return
     copy_hint = (
@@ -400,15 +366,6 @@ def _token_source() -> Optional[str]:
         return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
     default = Path.home() / ".ray" / "auth_token"
     return str(default) if default.is_file() else None
-
-
-def _enable_token_auth() -> None:
-    """Token mode for this process and the Ray it starts (as Ray's own ``_enable_token_auth``)."""
-    from ray._raylet import AuthenticationTokenLoader, Config
-
-    os.environ["RAY_AUTH_MODE"] = "token"
-    Config.initialize("")  # RayConfig caches the mode: re-read it
-    AuthenticationTokenLoader.instance().reset_cache()
 
 
 def target_problems(study: Any, storage: str, address: str | None) -> list[str]:

@@ -27,10 +27,11 @@ from orchestrator.exit_status import study_exit_status
 from orchestrator.heartbeat import driver_state
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.quiet import quiet_environment, tune_verbosity
+from orchestrator.ray_repairs.experiment_state import newest_experiment_state
 from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
-from orchestrator.trials_table import TRIALS_FILE, newest_experiment_state, write_trials_csv
+from orchestrator.trials_table import TRIALS_FILE, write_trials_csv
 from trainables import get_trainable
 
 __all__ = ["STUDY_FILE", "StudyOutcome", "build_tuner", "load_saved_study", "resume_study", "run_study"]
@@ -89,9 +90,9 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     """
     from ray import tune
 
-    from orchestrator._checkpoints import CheckpointPruner
+    from orchestrator.ray_repairs.checkpoints import CheckpointPruner
     from orchestrator._failures import StopRepeatedFailures
-    from orchestrator._trial_files import DropRepeatedResults, UploadBeforeRetry
+    from orchestrator.ray_repairs.trial_files import DropRepeatedResults, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
     from orchestrator.progress import ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
@@ -257,7 +258,7 @@ def _launch(study: Study, place: StudyPlace, console: Console, address: str | No
     mode = _start_runtime(study, address)
     tuner = build_tuner(study, place, mode, console)
     if not place.remote:  # Ray rewrites tuner.pkl in place with every snapshot of a resumed study
-        from orchestrator._driver_files import back_up_tuner
+        from orchestrator.ray_repairs.driver_files import back_up_tuner
 
         back_up_tuner(place.local_dir)
     console.print(f"Study [bold]{study.name}[/bold]: {_plan(study)} -> {escape(place.uri)}")
@@ -336,7 +337,7 @@ def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Con
 
 
 def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
-    """Local studies: driver files a kill cut short are put back or set aside (see ``_driver_files``).
+    """Local studies: driver files a kill cut short are put back or set aside (see :mod:`orchestrator.ray_repairs.driver_files`).
 
     Returns False when no readable experiment state is left.
 
@@ -344,7 +345,7 @@ def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) ->
         StudyError: ``tuner.pkl`` is lost, or the newest state is and trials with results
             depend on it (then nothing was changed and the message says how to repair it).
     """
-    from orchestrator._driver_files import StateLostError, repair_driver_files
+    from orchestrator.ray_repairs.driver_files import StateLostError, repair_driver_files
 
     if place.remote:
         return True

@@ -143,10 +143,10 @@ class StudyPlace:
     @property
     def storage_filesystem(self):
         """The ``pyarrow`` filesystem to give Ray: for a path, one whose writes replace files whole
-        (a killed driver cuts no file short, see ``_atomic_fs``); None (Ray's own) for a URI."""
+        (a killed driver cuts no file short, see :mod:`orchestrator.ray_repairs.atomic_fs`); None (Ray's own) for a URI."""
         if self.remote:
             return None
-        from orchestrator._atomic_fs import atomic_local_filesystem
+        from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem
 
         return atomic_local_filesystem()
 

@@ -80,7 +80,7 @@ def wandb_callback(study: Study, mode: str, job_type: str = "search", flush_inte
     )
     if spec.entity:
         kwargs["entity"] = spec.entity
-    from orchestrator._wandb_callback import TrialWandbLoggerCallback
+    from orchestrator.ray_repairs.wandb_callback import TrialWandbLoggerCallback
 
     return TrialWandbLoggerCallback(flush_interval_s=flush_interval_s, **kwargs)
 

@@ -27,6 +27,7 @@ from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
 from ray import tune
 
 from orchestrator.heartbeat import write_heartbeat
+from orchestrator.ray_repairs.experiment_state import newest_experiment_state, recorded_config, recorded_trials
 
 __all__ = [
     "FINAL_STATUSES",
@@ -36,10 +37,8 @@ __all__ = [
     "best_rows_by_cell",
     "best_value",
     "load_trials_table",
-    "newest_experiment_state",
     "normalize_objectives",
     "rank_rows",
-    "recorded_trials",
     "write_trials_csv",
 ]
 
@@ -318,38 +317,6 @@ def _write_rows_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def newest_experiment_state(study_dir: Path) -> dict[str, Any] | None:
-    """Ray's newest ``experiment_state-<timestamp>.json`` (its last snapshot), if any."""
-    for path in sorted(study_dir.glob("experiment_state-*.json"), reverse=True):
-        try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue  # a snapshot being replaced; an older one still tells something
-    return None
-
-
-def recorded_trials(trial_data: list) -> list[tuple[dict, dict]]:
-    """Ray's ``(trial, run metadata)`` entries, decoded, in the order Ray created the trials.
-
-    Ray lists them in the order they were first snapshotted (it collects them in a set), so the
-    order comes from each ``experiment_tag``, which starts with the trial's creation counter.
-    Entries that cannot be read are left out; a tag without a counter sorts last.
-    """
-    entries = []
-    for entry in trial_data:
-        try:
-            trial, meta = (json.loads(part) if isinstance(part, str) else part for part in entry)
-        except (TypeError, ValueError):
-            continue
-        entries.append((trial, meta))
-
-    def counter(entry: tuple[dict, dict]) -> float:
-        head = str(entry[0].get("experiment_tag") or "").split("_", 1)[0]
-        return int(head) if head.isdigit() else math.inf
-
-    return sorted(entries, key=counter)
-
-
 def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTable:
     """Rebuilds the table from a study directory's files alone.
 
@@ -368,7 +335,7 @@ def load_trials_table(study_dir: str | os.PathLike, objectives: Any) -> TrialsTa
             continue
         folder = trial.get("relative_logdir") or ""
         listed.add(folder)
-        config = trial.get("config") or trial.get("_Trial__unresolved_config") or {}
+        config = recorded_config(trial)
         table.observe(trial_id, config=config, status=trial.get("status") or "PENDING")
         history = _read_results(study_dir / folder / RESULT_FILE) if folder else []
         last = (meta or {}).get("last_result") or {}

@@ -23,15 +23,14 @@ from typing import Any
 
 import yaml
 
+from orchestrator.ray_repairs.experiment_state import newest_experiment_state, recorded_trials
 from orchestrator.trials_table import (
     RESULT_FILE,
     best_rows_by_cell,
     best_value,
     load_trials_table,
-    newest_experiment_state,
     normalize_objectives,
     rank_rows,
-    recorded_trials,
 )
 
 __all__ = ["DeployError", "StudyTrial", "select_trials"]

@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 import yaml
 
-from orchestrator._atomic_fs import TMP_SUFFIX
+from orchestrator.ray_repairs.atomic_fs import TMP_SUFFIX
 from tests.integration.helpers import checkpointed, cli, kill_session, not_restarted, results, resume_points, saved_trials
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,8 @@ from collections import Counter
 import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from orchestrator.ablation import CONFIRM, SEARCH, AblationSearcher, RecordedStateSearchGenerator, search_algorithm
+from orchestrator.ablation import CONFIRM, SEARCH, AblationSearcher, search_algorithm
+from orchestrator.ray_repairs.search_state import RecordedStateSearchGenerator
 from orchestrator.spec import validate_study
 from trainables import TRIAL_META_KEY
 

@@ -11,7 +11,7 @@ import textwrap
 import pyarrow.fs
 import pytest
 
-from orchestrator._atomic_fs import TMP_SUFFIX, atomic_local_filesystem, is_local, remove_leftovers
+from orchestrator.ray_repairs.atomic_fs import TMP_SUFFIX, atomic_local_filesystem, is_local, remove_leftovers
 from orchestrator.storage import StudyPlace
 
 OLD = b'{"epoch": 1}\n{"epoch": 2}\n'
@@ -21,7 +21,7 @@ def _kill_mid_write(target, how: str) -> subprocess.CompletedProcess:
     """Runs a process that starts rewriting ``target`` through the filesystem and SIGKILLs itself."""
     code = textwrap.dedent(f"""
         import os, signal, pyarrow.fs
-        from orchestrator._atomic_fs import atomic_local_filesystem
+        from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem
         fs = atomic_local_filesystem() if {how == "atomic"!r} else pyarrow.fs.LocalFileSystem()
         stream = fs.open_output_stream({str(target)!r})
         stream.write(b'{{"epoch": 1}}\\n')

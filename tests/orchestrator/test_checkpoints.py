@@ -18,7 +18,7 @@ from ray import tune
 from ray.train._internal.checkpoint_manager import _CheckpointManager, _TrainingResult
 from ray.tune.trainable.metadata import _TrainingRunMetadata
 
-from orchestrator._checkpoints import CheckpointPruner, stored_latest_checkpoints
+from orchestrator.ray_repairs.checkpoints import CheckpointPruner, stored_latest_checkpoints
 
 FS = pyarrow.fs.LocalFileSystem()
 

@@ -7,8 +7,8 @@ import pickle
 
 import pytest
 
-from orchestrator._atomic_fs import TMP_SUFFIX
-from orchestrator._driver_files import BACKUP_DIR, UNREADABLE_DIR, StateLostError, back_up_tuner, repair_driver_files
+from orchestrator.ray_repairs.atomic_fs import TMP_SUFFIX
+from orchestrator.ray_repairs.driver_files import BACKUP_DIR, UNREADABLE_DIR, StateLostError, back_up_tuner, repair_driver_files
 
 OLD, NEW = "2026-01-01_10-00-00", "2026-01-01_11-00-00"
 

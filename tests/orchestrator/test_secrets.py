@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from orchestrator._wandb_actor import ContinuousWandbLoggingActor
-from orchestrator._wandb_callback import TrialWandbLoggerCallback
+from orchestrator.ray_repairs.wandb_actor import ContinuousWandbLoggingActor
+from orchestrator.ray_repairs.wandb_callback import TrialWandbLoggerCallback
 from tests.integration.helpers import cli
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import csv
 import json
 from types import SimpleNamespace
 
-from orchestrator._trial_files import DropRepeatedResults
+from orchestrator.ray_repairs.trial_files import DropRepeatedResults
 
 
 def _trial(tmp_path, iterations: int) -> SimpleNamespace:

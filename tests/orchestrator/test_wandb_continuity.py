@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY
-from orchestrator._wandb_callback import TrialWandbLoggerCallback
+from orchestrator.ray_repairs.wandb_callback import TrialWandbLoggerCallback
 from orchestrator._wandb_history import offline_run_dirs, read_offline_run
 from orchestrator.tracking import logged_steps
 from tests.ray_session import local_ray

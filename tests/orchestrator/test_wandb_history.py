@@ -12,8 +12,8 @@ from pathlib import Path
 import pyarrow.fs
 import pytest
 
-from orchestrator._wandb_actor import redact_secrets
-from orchestrator._wandb_callback import TrialWandbLoggerCallback, run_tags
+from orchestrator.ray_repairs.wandb_actor import redact_secrets
+from orchestrator.ray_repairs.wandb_callback import TrialWandbLoggerCallback, run_tags
 from orchestrator._wandb_history import last_logged_step, offline_run_dirs, read_offline_run, read_records, results_by_step
 from orchestrator.tracking import logged_steps
 

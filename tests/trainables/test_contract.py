@@ -116,7 +116,7 @@ def _own(row: dict) -> dict:
 def test_through_ray_reports_namespaced_metrics_resumes_exactly_and_writes_artifacts(name, ray_session, tmp_path):
     from ray import tune
 
-    from orchestrator._trial_files import UploadBeforeRetry
+    from orchestrator.ray_repairs.trial_files import UploadBeforeRetry
 
     entry = get_trainable(name)
     marker = str(tmp_path / "crashed")

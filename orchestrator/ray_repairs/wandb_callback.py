@@ -5,7 +5,7 @@ Extends Ray's callback where it falls short for a study that is killed and resum
 * the run is described by the trial's metadata (:data:`trainables.TRIAL_META_KEY`): group =
   study, job type = phase, tags = study tags + ``factor=value`` + phase, name = trial folder
   + cell; its config is the resolved trial config with secrets removed;
-* its history is continuous across driver sessions (see :mod:`orchestrator._wandb_actor`);
+* its history is continuous across driver sessions (see :mod:`orchestrator.ray_repairs.wandb_actor`);
   with local (or NFS) storage, offline runs are written straight into the study's trial
   folder, so a crash cannot leave them behind in Ray's session staging folder; with remote
   storage they are written to staging and reach storage with Ray's syncs;
@@ -30,9 +30,9 @@ import ray
 from ray.air.integrations.wandb import WANDB_ENV_VAR, WandbLoggerCallback, _clean_log, _QueueItem
 from ray.air.util.node import _force_on_current_node
 
-from orchestrator._wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
 from orchestrator._wandb_artifacts import SYNC_WAIT_S, artifact_images
 from orchestrator._wandb_history import Root, last_logged_step
+from orchestrator.ray_repairs.wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
 from trainables import TRIAL_META_KEY
 
 __all__ = ["TrialWandbLoggerCallback", "run_tags"]
@@ -51,7 +51,7 @@ def run_tags(study_tags: list[str], meta: dict[str, Any]) -> list[str]:
 
 
 def _is_local(trial: Any) -> bool:
-    from orchestrator._atomic_fs import is_local
+    from orchestrator.ray_repairs.atomic_fs import is_local
 
     return is_local(trial.storage.storage_filesystem)
 

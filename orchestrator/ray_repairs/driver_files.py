@@ -4,7 +4,7 @@ Ray's driver keeps the experiment's files in a staging folder and copies the who
 the study directory with each snapshot, rewriting every file: ``tuner.pkl`` and each session's
 ``experiment_state-*.json``, ``search_gen_state-*.json`` and ``searcher-state-*.pkl``. A driver
 killed mid-copy leaves some of them cut short (Ray's own filesystem writes in place) or not yet
-written (a new session's first copy; with :mod:`orchestrator._atomic_fs`, which replaces files
+written (a new session's first copy; with :mod:`orchestrator.ray_repairs.atomic_fs`, which replaces files
 whole, only a temporary file beside the target), and ``Tuner.restore`` then fails on them or
 restarts the experiment. Before a resume, :func:`repair_driver_files` deletes such temporary
 files, puts back ``tuner.pkl`` from the copy :func:`back_up_tuner` keeps (its content never
@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-from orchestrator._atomic_fs import atomic_local_filesystem, remove_leftovers
+from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem, remove_leftovers
 
 __all__ = ["BACKUP_DIR", "UNREADABLE_DIR", "StateLostError", "back_up_tuner", "repair_driver_files"]
 
