@@ -30,7 +30,6 @@ from orchestrator.interrupt import DriverInterrupt, signal_name
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.quiet import quiet_environment, tune_verbosity
 from orchestrator.ray_repairs.experiment_state import newest_experiment_state
-from orchestrator.report import report_after_run
 from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
@@ -195,6 +194,8 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
     for name in (*(p.name for p in paths), TRIALS_FILE):
         place.publish(name)
     console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}", markup=False)
+    from orchestrator.report import report_after_run  # scipy.stats and matplotlib: imported when the run ends, not at start-up
+
     report_after_run(place, console)  # statistics and plots; a failing report never fails the run
     if os.environ.get("WANDB_MODE") == "offline":
         command = sync_command(place.local_dir)
