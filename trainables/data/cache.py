@@ -38,7 +38,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
-from trainables.data._paths import cache_dir
+from corrotune.paths import cache_dir
 
 __all__ = [
     "CACHE_VERSION",

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from trainables.data._paths import cache_dir
+from corrotune.paths import cache_dir
 from trainables.data.config import DataConfig
 from trainables.data.folder import resolve_root, scan_classification_folder
 from trainables.data.index import SampleIndex

@@ -28,7 +28,7 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from trainables.data._paths import cache_dir as _cache_dir
+from corrotune.paths import cache_dir as _cache_dir
 
 __all__ = [
     "GENERATOR_VERSION",
