@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corrotune.files import write_json
+
 __all__ = ["DRIVER_FILE", "DriverState", "driver_state", "read_heartbeat", "write_heartbeat"]
 
 DRIVER_FILE = "corrotune_driver.json"
@@ -43,9 +45,7 @@ def write_heartbeat(study_dir: str | os.PathLike, state: str, started: float | N
         "state": state,
     }
     path = Path(study_dir) / DRIVER_FILE
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(beat))
-    os.replace(temporary, path)
+    write_json(path, beat)
     return beat
 
 

@@ -38,6 +38,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
+from corrotune.files import write_text
 from corrotune.paths import cache_dir
 
 __all__ = [
@@ -445,7 +446,7 @@ def _build(directory: Path, key: CacheKey, paths: list[str], progress, workers: 
             "build_seconds": round(seconds, 3),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_atomically(directory / _META, json.dumps(meta, indent=1))
+        write_text(directory / _META, json.dumps(meta, indent=1))
     except BaseException:
         temp.unlink(missing_ok=True)
         finish(failed=True)
@@ -480,15 +481,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(temp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 # --------------------------------------------------------------------------- progress
