@@ -23,7 +23,7 @@ import secrets
 from pathlib import Path
 from typing import IO, Any, Iterator
 
-__all__ = ["atomic_open", "atomic_path", "temporary_name", "write_bytes", "write_json", "write_text"]
+__all__ = ["atomic_open", "atomic_path", "fsync_file", "temporary_name", "write_bytes", "write_json", "write_text"]
 
 
 def temporary_name(path: str | os.PathLike) -> Path:
@@ -32,7 +32,8 @@ def temporary_name(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: str | os.PathLike) -> None:
+    """Flushes ``path``'s content to disk (``os.fsync``), whoever wrote it."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -54,7 +55,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = temporary_name(target)
     try:
         yield temporary
-        _fsync(temporary)
+        fsync_file(temporary)
         os.replace(temporary, target)
     finally:
         temporary.unlink(missing_ok=True)

@@ -223,7 +223,7 @@ def run_study(
             name/storage), or the cluster cannot run it.
     """
     console = console or Console(stderr=True)
-    check_tested_ray(console)
+    _check_tested_ray(console)
     place = StudyPlace.create(storage or study.storage or DEFAULT_STORAGE, study.name)
     _check_target(study, str(storage or study.storage or DEFAULT_STORAGE), address)
     if place.exists():
@@ -240,21 +240,10 @@ def run_study(
     return _launch(study, place, console, address)
 
 
-def check_tested_ray(console: Console) -> None:
-    """Refuses a Ray outside the range ``orchestrator.ray_repairs`` was tested with, unless forced.
+def _check_tested_ray(console: Console) -> None:
+    from orchestrator.cluster import check_tested_ray
 
-    Raises:
-        StudyError: naming the installed and tested versions, and ``CORROTUNE_ALLOW_UNTESTED_RAY=1``
-            (with it, the warning is printed and the study runs).
-    """
-    from orchestrator.ray_repairs.version import UntestedRayError, check_ray_version
-
-    try:
-        warning = check_ray_version()
-    except UntestedRayError as err:
-        raise StudyError("ray", [str(err)], "untested version") from None
-    if warning:
-        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
+    check_tested_ray(console)
 
 
 def _check_target(study: Study, storage: str, address: str | None) -> None:
@@ -385,7 +374,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     from ray import tune
 
     console = console or Console(stderr=True)
-    check_tested_ray(console)
+    _check_tested_ray(console)
     place = StudyPlace.of_study(study_dir)
     study = load_saved_study(study_dir)
     _check_target(study, split_study_uri(str(study_dir))[0], address)

@@ -38,7 +38,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
-from corrotune.files import write_text
+from corrotune.files import fsync_file, write_text
 from corrotune.paths import cache_dir
 
 __all__ = [
@@ -428,7 +428,7 @@ def _build(directory: Path, key: CacheKey, paths: list[str], progress, workers: 
                     report(done)
         rows.flush()
         del rows
-        _fsync(temp)
+        fsync_file(temp)
         os.replace(temp, directory / _DATA)
         seconds = time.perf_counter() - started
         meta = {
@@ -473,14 +473,6 @@ def _allocate(fd: int, nbytes: int) -> None:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
         os.ftruncate(fd, nbytes)  # file systems without fallocate
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------- progress
