@@ -10,6 +10,8 @@ it uses:
   whole (a killed driver's sync cuts no file short).
 * :mod:`~orchestrator.ray_repairs.driver_files`: before a resume, puts back or sets aside the
   driver files a kill cut short.
+* :mod:`~orchestrator.ray_repairs.unrecorded_trials`: before a resume, sets aside the trial
+  folders the restored state does not know (Ray runs their slots again as new trials).
 * :mod:`~orchestrator.ray_repairs.experiment_state`: reads Ray's experiment-state snapshot
   without Ray.
 * :mod:`~orchestrator.ray_repairs.search_state`: the search algorithm's layers restored to agree
