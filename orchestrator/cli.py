@@ -31,7 +31,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from orchestrator.exit_status import EXIT_INTERNAL, EXIT_INVALID, EXIT_OK, EXIT_SCAN_WARNINGS
+from orchestrator.exit_status import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_INVALID, EXIT_OK, EXIT_SCAN_WARNINGS
 from orchestrator.spec import StudyError, load_study
 from orchestrator.storage import DEFAULT_STORAGE
 
@@ -94,7 +94,7 @@ def _global_options(
 
 def _end(outcome) -> None:
     """Ends ``run``/``resume`` with the outcome's last line and exit status (orchestrator.exit_status)."""
-    style = "green" if outcome.exit_status == EXIT_OK else "red"
+    style = "green" if outcome.exit_status == EXIT_OK else "yellow" if outcome.interrupted_by is not None else "red"
     err.print(outcome.last_line(), style=style, markup=False, highlight=False, soft_wrap=True)
     raise typer.Exit(outcome.exit_status)
 
@@ -111,8 +111,11 @@ def _guarded(command: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C outside a running study (a running one ends in orchestrator.interrupt)
+            err.print("Interrupted (Ctrl-C).", markup=False, highlight=False)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except StudyError as error:
             if _options["debug"]:
                 err.print_exception()
@@ -150,7 +153,8 @@ def run(
     """Validate a study and run it to completion, ending with a leaderboard.
 
     Exit status: 0 every trial finished; 1 every trial errored; 2 the study cannot run (nothing
-    was started); 3 some trials errored (the others finished).
+    was started); 3 some trials errored (the others finished); 130/143 stopped by Ctrl-C/SIGTERM
+    with the study saved (it prints the `corrotune resume` command; a second Ctrl-C exits at once).
     """
     from orchestrator.checks import data_problems, start_problems
 
@@ -187,7 +191,7 @@ def resume(
 ) -> None:
     """Resume a crashed or interrupted study and finish it.
 
-    Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored).
+    Exit status: as for run (0 all finished, 1 all errored, 2 cannot resume, 3 some errored, 130/143 interrupted).
     """
     from orchestrator.runner import resume_study
     from orchestrator.storage import is_uri, split_study_uri, storage_problem

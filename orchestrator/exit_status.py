@@ -7,7 +7,10 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["EXIT_ALL_ERRORED", "EXIT_INTERNAL", "EXIT_INVALID", "EXIT_OK", "EXIT_SCAN_WARNINGS", "EXIT_SOME_ERRORED", "study_exit_status"]
+__all__ = [
+    "EXIT_ALL_ERRORED", "EXIT_INTERNAL", "EXIT_INTERRUPTED", "EXIT_INVALID", "EXIT_OK", "EXIT_SCAN_WARNINGS", "EXIT_SOME_ERRORED",
+    "EXIT_TERMINATED", "interrupted_exit_status", "study_exit_status",
+]
 
 EXIT_OK = 0
 """``run``/``resume``: every trial finished. ``status``, ``validate``: the study was read."""
@@ -21,6 +24,15 @@ EXIT_SCAN_WARNINGS = 1
 """``scan``: warnings only (0: nothing found; 2, :data:`EXIT_INVALID`: errors, files a run would skip)."""
 EXIT_INTERNAL = 70
 """Any command: corrotune itself failed unexpectedly (sysexits' EX_SOFTWARE); ``--debug`` shows the traceback."""
+EXIT_INTERRUPTED = 130
+"""``run``/``resume``: stopped by SIGINT (Ctrl-C) with the study saved; ``corrotune resume`` continues it."""
+EXIT_TERMINATED = 143
+"""``run``/``resume``: stopped by SIGTERM (e.g. the driver's node is drained) with the study saved."""
+
+
+def interrupted_exit_status(signum: int) -> int:
+    """The shell's convention for a command ended by signal ``signum``: 128 + ``signum`` (130, 143)."""
+    return 128 + int(signum)
 
 
 def study_exit_status(num_trials: int, num_errors: int) -> int:

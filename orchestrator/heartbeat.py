@@ -1,8 +1,10 @@
 """The driver heartbeat, ``<study>/corrotune_driver.json``: is a study running, finished or crashed?
 
 The driver rewrites it every few seconds while it runs (``TrialsTableCallback`` does) and
-marks it ``finished`` or ``interrupted`` when the experiment ends; a driver that dies leaves
-it saying ``running``, with a pid that is gone and a time that grows stale.
+marks it ``finished`` or ``interrupted`` when the experiment ends; a driver stopped by a
+signal (Ctrl-C, a node drain's SIGTERM) also records the signal (:func:`record_stop_signal`),
+which makes the study "preempted"; a driver that dies leaves it saying ``running``, with a pid
+that is gone and a time that grows stale.
 
 Example:
     >>> driver_state("corrotune-results/demo")
@@ -22,19 +24,22 @@ from typing import Any
 
 from corrotune.files import write_json
 
-__all__ = ["DRIVER_FILE", "DriverState", "driver_state", "read_heartbeat", "write_heartbeat"]
+__all__ = ["DRIVER_FILE", "DriverState", "driver_state", "read_heartbeat", "record_stop_signal", "write_heartbeat"]
 
 DRIVER_FILE = "corrotune_driver.json"
 
 
-def write_heartbeat(study_dir: str | os.PathLike, state: str, started: float | None = None) -> dict[str, Any]:
-    """Writes the heartbeat ``{pid, hostname, started, updated, state}`` atomically.
+def write_heartbeat(
+    study_dir: str | os.PathLike, state: str, started: float | None = None, stop_signal: str | None = None
+) -> dict[str, Any]:
+    """Writes the heartbeat ``{pid, hostname, started, updated, state[, signal]}`` atomically.
 
     Args:
         study_dir: The study directory.
         state: ``running``, ``finished`` (every trial ended) or ``interrupted`` (the driver
             stopped with trials unfinished).
         started: When this driver started (Unix seconds); now by default.
+        stop_signal: The signal that stopped the driver (``SIGINT``, ``SIGTERM``), if one did.
     """
     now = time.time()
     beat = {
@@ -44,9 +49,17 @@ def write_heartbeat(study_dir: str | os.PathLike, state: str, started: float | N
         "updated": now,
         "state": state,
     }
+    if stop_signal:
+        beat["signal"] = stop_signal
     path = Path(study_dir) / DRIVER_FILE
     write_json(path, beat)
     return beat
+
+
+def record_stop_signal(study_dir: str | os.PathLike, stop_signal: str) -> dict[str, Any]:
+    """Marks the study ``interrupted`` by ``stop_signal`` after the driver stopped cleanly on it."""
+    beat = read_heartbeat(study_dir) or {}
+    return write_heartbeat(study_dir, "interrupted", beat.get("started"), stop_signal=stop_signal)
 
 
 def read_heartbeat(study_dir: str | os.PathLike) -> dict[str, Any] | None:
@@ -63,8 +76,9 @@ class DriverState:
     """What the driver of a study is doing.
 
     Attributes:
-        state: ``finished``, ``running``, ``interrupted`` (stopped with trials unfinished),
-            ``crashed`` (the driver vanished) or ``unknown`` (no heartbeat to go by).
+        state: ``finished``, ``running``, ``preempted`` (stopped cleanly by a signal: Ctrl-C, a
+            node drain), ``interrupted`` (stopped with trials unfinished), ``crashed`` (the
+            driver vanished without recording a stop) or ``unknown`` (no heartbeat to go by).
         detail: One line for people.
     """
 
@@ -74,7 +88,7 @@ class DriverState:
     @property
     def resumable(self) -> bool:
         """Whether ``corrotune resume`` is what the study needs."""
-        return self.state in ("interrupted", "crashed", "unknown")
+        return self.state in ("preempted", "interrupted", "crashed", "unknown")
 
 
 def _pid_alive(pid: int) -> bool:
@@ -115,6 +129,9 @@ def driver_state(study_dir: str | os.PathLike, stale_after_s: float = 30.0, now:
     where = f"driver pid {pid} on {host}"
     if state == "finished":
         return DriverState("finished", f"finished {_ago(age)}")
+    if state == "interrupted" and beat.get("signal"):
+        return DriverState("preempted", f"{where} stopped on {beat['signal']} {_ago(age)}, with its state and every "
+                                        "running trial's current batch saved")
     if state == "interrupted":
         return DriverState("interrupted", f"{where} stopped {_ago(age)} with trials unfinished")
     if host == socket.gethostname() and pid > 0 and not _pid_alive(pid):

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +24,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from orchestrator._trial_errors import TrialError, group_errors, print_errors, quiet_ray_trial_errors, summarize_error
-from orchestrator.exit_status import study_exit_status
-from orchestrator.heartbeat import driver_state
+from orchestrator.exit_status import interrupted_exit_status, study_exit_status
+from orchestrator.heartbeat import driver_state, record_stop_signal
+from orchestrator.interrupt import DriverInterrupt, signal_name
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.quiet import quiet_environment, tune_verbosity
 from orchestrator.report import report_after_run
@@ -48,20 +50,30 @@ class StudyOutcome:
         rows: The leaderboard rows, best first (errored trials after every finished one).
         num_errors: How many trials errored.
         errors: Each distinct trial error once, with the ids of the trials it hit.
+        interrupted_by: The signal (SIGINT, SIGTERM) that stopped the study before its end, if any.
+        resume_command: What continues an interrupted study.
     """
 
     study_dir: Path
     rows: list[dict[str, Any]]
     num_errors: int
     errors: list[tuple[TrialError, list[str]]] = field(default_factory=list)
+    interrupted_by: int | None = None
+    resume_command: str = ""
 
     @property
     def exit_status(self) -> int:
-        """``EXIT_OK``, ``EXIT_SOME_ERRORED`` or ``EXIT_ALL_ERRORED`` (see :mod:`orchestrator.exit_status`)."""
+        """``EXIT_OK``, ``EXIT_SOME_ERRORED``, ``EXIT_ALL_ERRORED`` or 128 + the interrupting signal
+        (see :mod:`orchestrator.exit_status`)."""
+        if self.interrupted_by is not None:
+            return interrupted_exit_status(self.interrupted_by)
         return study_exit_status(len(self.rows), self.num_errors)
 
     def last_line(self) -> str:
-        """The line a command ends with: how many trials finished and errored."""
+        """The line a command ends with: how many trials finished and errored, or how to resume."""
+        if self.interrupted_by is not None:
+            return (f"Study interrupted by {signal_name(self.interrupted_by)}: its state and every running trial's "
+                    f"current batch are saved. Continue it with: {self.resume_command}")
         finished = len(self.rows) - self.num_errors
         if not self.num_errors:
             return f"Study finished: {finished} trial{'s' if finished != 1 else ''} finished, none errored."
@@ -302,8 +314,15 @@ def _init_ray(study: Study, address: str | None) -> None:
 
 
 def _fit(study: Study, place: StudyPlace, tuner, console: Console) -> StudyOutcome:
-    results = tuner.fit()  # the live table closes itself at the experiment's end
+    with DriverInterrupt(place, console) as interrupt:  # Ctrl-C, SIGTERM: see orchestrator.interrupt
+        results = tuner.fit()  # the live table closes itself at the experiment's end
     del tuner  # finalise the W&B callback while Ray is still up
+    if interrupt.signum is not None:
+        record_stop_signal(place.local_dir, signal_name(interrupt.signum))
+        if (place.local_dir / TRIALS_FILE).is_file():
+            place.publish(TRIALS_FILE)
+        return StudyOutcome(study_dir=place.local_dir, rows=[], num_errors=0, interrupted_by=interrupt.signum,
+                            resume_command=f"corrotune resume {shlex.quote(place.uri)}")
     return _finish(study, place, results, console)
 
 

@@ -99,9 +99,24 @@ def _top_table(rows: list[dict[str, Any]], objectives: list[Objective], top: int
     return table
 
 
+def preempted_trials(study_dir: Path) -> list[str]:
+    """Trial folders holding the mid-epoch state of a preemption not yet continued (``trainables.preemption``)."""
+    from trainables.preemption import MID_EPOCH_DIR
+
+    return sorted(path.parent.parent.name for path in study_dir.glob(f"*/{MID_EPOCH_DIR}/state.pt"))
+
+
 def _judge(study_dir: Path, rows: list[dict[str, Any]], stale_after_s: float) -> DriverState:
-    """The heartbeat's verdict; without one (an older study), the files decide."""
+    """The heartbeat's verdict; without one (an older study), the files decide.
+
+    A driver gone without recording a stop whose trials were preempted (their workers got
+    SIGTERM and saved their batch: a spot node reclaimed) is "preempted", not "crashed".
+    """
     driver = driver_state(study_dir, stale_after_s)
+    preempted = preempted_trials(study_dir) if driver.state in ("crashed", "unknown", "interrupted") else []
+    if preempted:
+        return DriverState("preempted", f"{driver.detail}; {len(preempted)} trial{'s' if len(preempted) != 1 else ''} "
+                                        "stopped on SIGTERM with their current batch saved")
     if driver.state != "unknown" or not rows:
         return driver
     if all(r["status"] in FINAL_STATUSES for r in rows) and (study_dir / "leaderboard.csv").is_file():

@@ -11,6 +11,8 @@ batches, how predictions are scored and which artifacts it writes. The loop owns
 * a seeded order per epoch (``seed · 100003 + epoch``; a lone last sample joins the previous
   batch: a batch of one breaks BatchNorm's training statistics);
 * the NaN guard, ``tune.report`` with a checkpoint every epoch, PBT's learning-rate rescale;
+* preemption: asked to stop (SIGTERM, the driver's Ctrl-C), a trial saves its mid-epoch state at
+  the next batch boundary and Ray's retry continues at that batch (:mod:`trainables.preemption`);
 * at the last epoch: the test split scored with the best epoch's weights, and the artifacts.
 
 Every epoch reports ``epoch``, ``phase``, ``lr``, ``train/loss``, ``val/loss`` and the task's
@@ -53,6 +55,7 @@ from trainables._runtime import (
 from trainables.data.augment import normalize_batch
 from trainables.data.tensors import SplitTensors
 from trainables.finetune import FineTuneSchedule, enter_phase, train_mode
+from trainables.preemption import EpochCursor, Preemption
 from trainables.profile import model_profile
 from trainables.training_config import TrainingConfig
 
@@ -149,17 +152,20 @@ def train_one_epoch(
     cfg: TrainingConfig,
     device: torch.device,
     scaler: torch.amp.GradScaler,
+    cursor: EpochCursor | None = None,
 ) -> float:
     """One pass over ``batches`` of (uint8 images, targets); returns the sample-weighted mean loss.
 
     BatchNorm layers of frozen backbone layers keep their statistics (``finetune.train_mode``).
+    With a ``cursor`` the loss continues its sums, and each batch boundary is reported to it
+    (where a preempted trial saves its mid-epoch state and stops: ``trainables.preemption``).
 
     Raises:
         FloatingPointError: the loss became NaN or infinite (the trial errors, Ray records it).
     """
     train_mode(model)
     use_amp = cfg.amp and device.type == "cuda"
-    total, seen = 0.0, 0
+    total, seen = (cursor.loss_sum, cursor.seen) if cursor is not None else (0.0, 0)
     for images, targets in batches:
         x = prepare_batch(images, cfg, device)
         y = targets.to(device)
@@ -173,6 +179,8 @@ def train_one_epoch(
         scaler.update()
         total += loss.item() * len(images)
         seen += len(images)
+        if cursor is not None:
+            cursor.batch_done(total, seen)
     return total / max(seen, 1)
 
 
@@ -273,9 +281,9 @@ class _Best:
             self.ref = checkpoint_name
 
 
-def _epoch_batches(task: Task, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    for index in batch_indices(len(task.splits["train"]), task.cfg.batch_size, generator):
-        yield task.train_batch(index, generator)
+def _epoch_batches(task: Task, cursor: EpochCursor) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    for index in cursor.remaining():
+        yield task.train_batch(index, cursor.generator)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -303,6 +311,8 @@ def fit(task: Task) -> None:
     if state and state["epoch"] >= cfg.epochs:  # finished, but stopped before its checkpoint was slimmed
         slim_final_checkpoint(tuple(task.checkpoint_extras()))
         return
+    preemption = Preemption(cfg.model_dump(mode="json"))
+    state = preemption.resume(state)  # a preempted epoch of this checkpoint continues at its batch
     start_epoch = state["epoch"] + 1 if state else 1
     if state:
         model.load_state_dict(state["model"])
@@ -326,8 +336,13 @@ def fit(task: Task) -> None:
             phase, optimizer, scheduler = _enter(model, schedule, cfg, epoch)
         lr = optimizer.param_groups[0]["lr"]
         generator = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        train_loss = train_one_epoch(model, optimizer, loss_fn, _epoch_batches(task, generator), cfg, device, scaler)
-        train_seconds = time.perf_counter() - started
+        cursor = preemption.cursor(epoch, generator, batch_indices(len(task.splits["train"]), cfg.batch_size, generator), lambda: {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(), "phase": phase.index, "config": cfg.model_dump(mode="json"),
+            "elapsed_s": elapsed + time.perf_counter() - started,
+        })
+        train_loss = train_one_epoch(model, optimizer, loss_fn, _epoch_batches(task, cursor), cfg, device, scaler, cursor)
+        train_seconds = time.perf_counter() - started + cursor.train_s
         scheduler.step()
         metrics: dict[str, Any] = {
             "epoch": epoch, "phase": phase.index, "lr": lr, "train/loss": train_loss,
@@ -366,6 +381,8 @@ def fit(task: Task) -> None:
             },
         )
         best.stored(reported_checkpoint_name(), epoch)
+        preemption.epoch_ended()
+    preemption.close()
     if start_epoch <= cfg.epochs:
         # a finished trial keeps what export and the report read: the best weights, not the optimiser
         slim_final_checkpoint(tuple(task.checkpoint_extras()))

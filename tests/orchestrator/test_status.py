@@ -237,3 +237,21 @@ def _trainable(config):
 
     for epoch in (1, 2):
         tune.report({"epoch": epoch, "val/accuracy": config["x"] * epoch})
+
+
+def test_a_driver_stopped_by_a_signal_or_preempted_trials_read_preempted_not_crashed(tmp_path):
+    from orchestrator.heartbeat import record_stop_signal
+    from trainables.preemption import MID_EPOCH_DIR
+
+    study_dir = _make_study(tmp_path)
+    _beat(study_dir)
+    record_stop_signal(study_dir, "SIGINT")  # the driver stopped cleanly on Ctrl-C
+    code, out = _status(study_dir)
+    assert "State: preempted" in out and "stopped on SIGINT" in out and f"corrotune resume {study_dir}" in out
+    _beat(study_dir, pid=_dead_pid())  # then a driver that vanished without recording a stop: crashed ...
+    assert "State: crashed" in _status(study_dir)[1]
+    saved = study_dir / "noop_t2" / MID_EPOCH_DIR / "state.pt"  # ... unless its trials were preempted (SIGTERM)
+    saved.parent.mkdir()
+    saved.write_bytes(b"state")
+    code, out = _status(study_dir)
+    assert "State: preempted" in out and "1 trial stopped on SIGTERM" in out and "corrotune resume" in out
