@@ -1,17 +1,20 @@
-"""Training throughput of the segmenter as a Ray Tune trial vs a bare smp training loop.
+"""Wall time per epoch of a corrotune segmenter trial vs a hand-written smp training loop.
 
-Prints JSON with, on the generated corrosion set (same images, masks, model, batch size, loss,
-optimiser and thread count for both):
+Prints JSON. The baseline is a minimal script written by hand: ``smp.create_model`` (the same
+arch and encoder), the same decoded uint8 images and masks, batch size, ``smp.losses.DiceLoss``,
+Adam, horizontal flips (image and mask together) and ImageNet normalisation, and each epoch a
+validation pass scoring per-image IoU with ``smp.metrics``; no corrotune code runs in it
+(corrotune only generates and decodes the data beforehand, untimed). corrotune runs the
+``segmenter`` trainable as one Ray Tune trial with all CPUs: train pass, validation with its
+metrics, best-weights copy, a checkpoint every epoch (exact resume) and the report.
 
-* ``bare_smp_img_per_s``: a hand-written loop over in-memory tensors (``smp.create_model`` +
-  ``smp.losses.DiceLoss`` + Adam, no augmentation, no validation timed);
-* ``corrotune_trial_img_per_s``: ``time/train_img_per_s`` of the ``segmenter`` trainable run as
-  one Ray Tune trial, and ``ratio_trial_over_bare`` (goal ≥ 0.97);
-* ``data_share_of_epoch``: with the decode cache warm, the share of the trainable's training
-  time spent producing batches (indexing, augmentation, normalisation), measured in-process
-  (goal ≤ 5 %), and ``data_load_s``: reading the splits from the warm cache at trial start.
+Measure: ``ratio_bare_over_corrotune`` = median bare epoch time / median corrotune epoch time
+(epochs 2..N), goal ≥ 0.97; the two run interleaved (A B, B A, ...) ``--repeats`` times in one
+process with the load average noted. ``corrotune_split_s`` says where a corrotune epoch goes;
+``data_share_of_train_pass`` = batch production (indexing, augmentation, normalisation) over the
+train pass (goal ≤ 5 %); ``data_load_s``: reading the splits from the warm decode cache.
 
-    python benchmarks/segmenter_throughput.py [--epochs 3] [--image-size 128] [--num-images 200] [--threads N]
+    python benchmarks/segmenter_throughput.py [--repeats 3] [--epochs 4] [--image-size 128] [--num-images 200]
 """
 
 from __future__ import annotations
@@ -19,28 +22,29 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
-from _tune_rate import steady, tune_train_rate  # noqa: E402
+from _epoch_split import EpochClock, measure_with_ray, timed_trial  # noqa: E402
 
-CPUS = os.cpu_count() or 1  # --threads overrides: the trial's CPUs and both loops' torch threads
+CPUS = os.cpu_count() or 1  # --threads overrides
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _config(args) -> dict:
     return {
         "data": {"path": "synthetic:corrosion", "synthetic": {"num_images": args.num_images, "image_size": args.image_size}},
         "arch": "unet", "encoder": args.encoder, "image_size": args.image_size, "epochs": args.epochs,
-        "batch_size": args.batch_size, "loss": "dice", "augmentation": "none", "profile": False, "artifacts": False,
-        "channels_last": True, "seed": 0,
+        "batch_size": args.batch_size, "loss": "dice", "augmentation": "hflip", "profile": False, "artifacts": False,
+        "seed": 0,
     }
 
 
-def _train_split(args):
+def _splits(args):
+    """The decoded uint8 splits corrotune trains on, and the seconds a warm-cache read takes."""
     from trainables.data.prepare import load_index
     from trainables.data.segmentation import load_segmentation_tensors
     from trainables.segmenter_config import SegmenterConfig
@@ -51,102 +55,67 @@ def _train_split(args):
     return data, time.perf_counter() - started
 
 
-def bare_smp(args) -> float:
-    """A minimal smp training loop over the same train split; median images/s of epochs 2..N."""
+def bare_loop(args, data) -> list[tuple[float, float]]:
+    """A minimal smp training script; returns each epoch's (wall, CPU) seconds (train + val + IoU)."""
     import segmentation_models_pytorch as smp
 
-    from trainables.data.augment import normalize_batch
-
-    data, _ = _train_split(args)
-    images, masks = data.images["train"], data.masks["train"].long()
     torch.manual_seed(0)
     model = smp.create_model("unet", encoder_name=args.encoder, encoder_weights=None, classes=1)
     loss_fn = smp.losses.DiceLoss("binary", from_logits=True)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    rates = []
+    mean, std = torch.tensor(MEAN).view(1, 3, 1, 1), torch.tensor(STD).view(1, 3, 1, 1)
+    train_x, train_y = data.images["train"], data.masks["train"]
+    val_x, val_y = data.images["val"], data.masks["val"]
+    clock = EpochClock()
     for epoch in range(args.epochs):
         model.train()
-        started = time.perf_counter()
-        order = torch.randperm(len(images), generator=torch.Generator().manual_seed(epoch))
-        for index in torch.split(order, args.batch_size):
-            x = normalize_batch(images[index], "imagenet")
-            optimizer.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), masks[index])
+        for index in torch.randperm(len(train_x)).split(args.batch_size):
+            x, y = train_x[index], train_y[index].unsqueeze(1)
+            flip = torch.rand(len(index), 1, 1, 1) < 0.5
+            x, y = torch.where(flip, x.flip(-1), x), torch.where(flip, y.flip(-1), y)
+            x = (x.float() / 255 - mean) / std
+            optimizer.zero_grad()
+            loss = loss_fn(model(x), y.long())
             loss.backward()
             optimizer.step()
-        rates.append(len(images) / (time.perf_counter() - started))
-    return steady(rates)
+        model.eval()
+        with torch.no_grad():
+            logits = torch.cat([model((val_x[i : i + 32].float() / 255 - mean) / std) for i in range(0, len(val_x), 32)])
+        tp, fp, fn, tn = smp.metrics.get_stats(logits.sigmoid(), val_y.unsqueeze(1).long(), mode="binary", threshold=0.5)
+        iou = smp.metrics.iou_score(tp, fp, fn, tn, reduction="micro-imagewise")
+        print(f"epoch {epoch + 1}: loss {loss.item():.4f} val IoU {float(iou):.3f}", file=sys.stderr)
+        clock.lap()
+    return clock.laps
 
 
-def in_process(args) -> tuple[float, float]:
-    """The trainable in this process with timers around batch production: (img/s, data share)."""
-    import trainables.loop as loop
-    import trainables.segmenter as segmenter
-
-    spent = [0.0]
-
-    def timed(fn):
-        def wrapper(*a, **k):
-            started = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                spent[0] += time.perf_counter() - started
-        return wrapper
-
-    reported, shares = [], []
-    saved = (loop.load_trial_checkpoint, loop.report_with_checkpoint, loop.prepare_batch, loop.train_one_epoch,
-             segmenter.SegmenterTask.train_batch)
-
-    def train_one_epoch(*a, **k):  # batch time / training time of each epoch (validation excluded)
-        spent[0] = 0.0
-        started = time.perf_counter()
-        loss = saved[3](*a, **k)
-        shares.append(spent[0] / (time.perf_counter() - started))
-        return loss
-
-    loop.load_trial_checkpoint, loop.report_with_checkpoint = (lambda: None), (lambda metrics, state: reported.append(metrics))
-    loop.prepare_batch, loop.train_one_epoch = timed(saved[2]), train_one_epoch
-    segmenter.SegmenterTask.train_batch = timed(saved[4])
-    try:
-        segmenter.train_segmenter(_config(args))
-    finally:
-        (loop.load_trial_checkpoint, loop.report_with_checkpoint, loop.prepare_batch, loop.train_one_epoch,
-         segmenter.SegmenterTask.train_batch) = saved
-    return steady([m["time/train_img_per_s"] for m in reported]), statistics.median(shares[1:] or shares)
-
-
-def under_tune(args) -> float:
-    return tune_train_rate("segmenter", _config(args), CPUS)
+def corrotune_trial(args) -> list[dict]:
+    return timed_trial("segmenter", "trainables.segmenter", "SegmenterTask", _config(args), CPUS)
 
 
 def main() -> None:
     global CPUS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--num-images", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--encoder", default="mobilenet_v2")
-    parser.add_argument("--threads", type=int, default=CPUS, help="CPUs of the trial and torch threads (default: all)")
+    parser.add_argument("--threads", type=int, default=CPUS, help="CPUs of the trial and torch threads of both (default: all)")
     args = parser.parse_args()
     CPUS = args.threads
     os.environ.setdefault("WANDB_MODE", "disabled")
-    torch.set_num_threads(CPUS)
     started = time.perf_counter()
-    data, _ = _train_split(args)  # generates the data and builds the decode cache
-    _, warm_load = _train_split(args)
-    bare_rate = bare_smp(args)
-    local_rate, share = in_process(args)
-    tune_rate = under_tune(args)
+    data, _ = _splits(args)  # generates the data and builds the decode cache, untimed
+    _, warm_load = _splits(args)
+    measured = measure_with_ray(args.repeats, CPUS, lambda: bare_loop(args, data), lambda: corrotune_trial(args))
+    train_pass = measured["corrotune_split_s"]["train_pass_s"]
     print(json.dumps({
         "arch": "unet", "encoder": args.encoder, "image_size": args.image_size, "batch_size": args.batch_size,
-        "cpus": CPUS, "epochs": args.epochs, "train_images": len(data.images["train"]),
-        "bare_smp_img_per_s": round(bare_rate, 2), "corrotune_in_process_img_per_s": round(local_rate, 2),
-        "corrotune_trial_img_per_s": round(tune_rate, 2), "ratio_trial_over_bare": round(tune_rate / bare_rate, 3),
-        "data_share_of_epoch": round(share, 4), "data_load_s": round(warm_load, 3),
-        "total_s": round(time.perf_counter() - started, 1),
-        "note": "median over epochs 2..N (epoch 1 warms up); data share = batch production time / training time",
+        "cpus": CPUS, "epochs": args.epochs, "repeats": args.repeats, "train_images": len(data.images["train"]),
+        "val_images": len(data.images["val"]), "bare_torch_threads": torch.get_num_threads(), **measured,
+        "data_share_of_train_pass": round(measured["corrotune_batch_production_s"] / train_pass, 4) if train_pass else None,
+        "data_load_s": round(warm_load, 3), "total_s": round(time.perf_counter() - started, 1),
     }, indent=2))
 
 

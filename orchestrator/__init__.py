@@ -8,7 +8,7 @@ Example:
 import importlib
 
 _EXPORTS = {
-    "Registry": "orchestrator.registry",
+    "Registry": "corrotune.registry",
     "Study": "orchestrator.spec",
     "StudyError": "orchestrator.spec",
     "load_study": "orchestrator.spec",
@@ -18,8 +18,7 @@ _EXPORTS = {
 
 
 def __getattr__(name: str):
-    # Lazy: `import orchestrator.registry` must not pull in the spec (trainables and
-    # search_spaces import the registry), and the CLI must not pay for Ray before it needs it.
+    # Lazy: the CLI must not pay for the spec or Ray before it needs them.
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'orchestrator' has no attribute {name!r}")

@@ -220,9 +220,10 @@ class AblationSearcher(Searcher):
     def take_back(self, recorded: set[str]) -> list[str]:
         """Takes back the trials handed out that are not in ``recorded`` (Ray's trial ids); returns them.
 
-        See :class:`~orchestrator.ray_repairs.search_state.RecordedStateSearchGenerator`: after a kill the searcher's saved state can be
-        ahead of Ray's experiment state; trials Ray never recorded would hold their cells'
-        budgets (and confirm runs) for good. They are handed out again.
+        See :class:`~orchestrator.ray_repairs.search_state.RecordedStateSearchGenerator`: after a
+        kill the searcher's saved state can be ahead of Ray's experiment state; trials Ray never
+        recorded would hold their cells' budgets (and confirm runs) for good. They are handed out
+        again.
         """
         unknown = [t for t in self._trials if t not in recorded]
         for trial_id in unknown:

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterator, Union, get_args, get_origin
 
 from pydantic import BaseModel
 
+from corrotune.registry import closest
 from orchestrator._known_names import attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names
-from orchestrator.registry import closest
 
 __all__ = ["SANE_MAXIMA", "SEED_MAX", "config_problems", "data_problems", "number_problems", "start_problems"]
 

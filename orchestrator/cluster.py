@@ -33,7 +33,7 @@ from orchestrator.spec import StudyError
 
 __all__ = [
     "NETWORK_FILESYSTEMS", "REMOTE_SCHEMES", "ClusterError", "Mount",
-    "connect", "gpu_problem", "mount_of", "storage_problem", "target_problems",
+    "check_tested_ray", "connect", "gpu_problem", "mount_of", "storage_problem", "target_problems",
 ]
 
 REMOTE_SCHEMES = frozenset({"s3", "gs", "gcs", "abfs", "abfss", "hdfs", "viewfs"})
@@ -366,6 +366,26 @@ def _token_source() -> Optional[str]:
         return f"RAY_AUTH_TOKEN_PATH ({os.environ['RAY_AUTH_TOKEN_PATH']})"
     default = Path.home() / ".ray" / "auth_token"
     return str(default) if default.is_file() else None
+
+
+def check_tested_ray(console: Any) -> None:
+    """Refuses a Ray outside the range ``orchestrator.ray_repairs`` was tested with, unless forced.
+
+    Args:
+        console: A ``rich`` console for the warning.
+
+    Raises:
+        StudyError: naming the installed and tested versions, and ``CORROTUNE_ALLOW_UNTESTED_RAY=1``
+            (with it, the warning is printed and the study runs).
+    """
+    from orchestrator.ray_repairs.version import UntestedRayError, check_ray_version
+
+    try:
+        warning = check_ray_version()
+    except UntestedRayError as err:
+        raise StudyError("ray", [str(err)], "untested version") from None
+    if warning:
+        console.print(warning, style="yellow", markup=False, highlight=False, soft_wrap=True)
 
 
 def target_problems(study: Any, storage: str, address: str | None) -> list[str]:

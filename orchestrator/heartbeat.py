@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from corrotune.files import write_json
+
 __all__ = ["DRIVER_FILE", "DriverState", "driver_state", "read_heartbeat", "record_stop_signal", "write_heartbeat"]
 
 DRIVER_FILE = "corrotune_driver.json"
@@ -50,9 +52,7 @@ def write_heartbeat(
     if stop_signal:
         beat["signal"] = stop_signal
     path = Path(study_dir) / DRIVER_FILE
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(beat))
-    os.replace(temporary, path)
+    write_json(path, beat)
     return beat
 
 

@@ -29,8 +29,6 @@ from orchestrator.heartbeat import driver_state, record_stop_signal
 from orchestrator.interrupt import DriverInterrupt, signal_name
 from orchestrator.leaderboard import build_leaderboard, cell_summary, print_cell_summary, print_leaderboard, write_leaderboard
 from orchestrator.quiet import quiet_environment, tune_verbosity
-from orchestrator.ray_repairs.experiment_state import newest_experiment_state
-from orchestrator.report import report_after_run
 from orchestrator.spec import Study, StudyError, read_yaml_mapping, validate_study
 from orchestrator.storage import DEFAULT_STORAGE, StudyPlace, split_study_uri
 from orchestrator.tracking import configure_wandb_env, sync_command, wandb_callback
@@ -195,6 +193,8 @@ def _finish(study: Study, place: StudyPlace, results, console: Console) -> Study
     for name in (*(p.name for p in paths), TRIALS_FILE):
         place.publish(name)
     console.print(f"Leaderboard written to {place.remote_path(paths[0].name)} and {paths[1].name}", markup=False)
+    from orchestrator.report import report_after_run  # scipy.stats and matplotlib: imported when the run ends, not at start-up
+
     report_after_run(place, console)  # statistics and plots; a failing report never fails the run
     if os.environ.get("WANDB_MODE") == "offline":
         command = sync_command(place.local_dir)
@@ -236,6 +236,7 @@ def run_study(
             name/storage), or the cluster cannot run it.
     """
     console = console or Console(stderr=True)
+    _check_tested_ray(console)
     place = StudyPlace.create(storage or study.storage or DEFAULT_STORAGE, study.name)
     _check_target(study, str(storage or study.storage or DEFAULT_STORAGE), address)
     if place.exists():
@@ -250,6 +251,12 @@ def run_study(
     (place.local_dir / STUDY_FILE).write_text(yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
     place.publish(STUDY_FILE)
     return _launch(study, place, console, address)
+
+
+def _check_tested_ray(console: Console) -> None:
+    from orchestrator.cluster import check_tested_ray
+
+    check_tested_ray(console)
 
 
 def _check_target(study: Study, storage: str, address: str | None) -> None:
@@ -330,29 +337,14 @@ def load_saved_study(study_dir: str | os.PathLike) -> Study:
     return validate_study(read_yaml_mapping(path, f"saved study ({STUDY_FILE})"), str(path))
 
 
-UNRECORDED_DIR = "unrecorded_trials"
-
-
 def _set_aside_unrecorded_trials(place: StudyPlace, trainable: str, console: Console) -> None:
-    """Moves trial folders that Ray's last saved state does not know to ``unrecorded_trials/``.
+    """Local studies: trial folders Ray's last saved state does not know go to ``unrecorded_trials/``
+    (see :mod:`orchestrator.ray_repairs.unrecorded_trials`)."""
+    from orchestrator.ray_repairs.unrecorded_trials import set_aside_unrecorded_trials
 
-    A trial started after the last experiment-state snapshot left a folder (results, a
-    checkpoint, a W&B run) but Ray restores the searcher and trials from the snapshot, so that
-    slot runs again as a new trial. The old folder is kept, out of the way of reports.
-    """
-    if place.remote:
-        return
-    import json
-
-    state = newest_experiment_state(place.local_dir) or {}  # none: nothing was recorded
-    recorded = {json.loads(trial)["relative_logdir"] for trial, _ in state.get("trial_data", [])}
-    for folder in sorted(place.local_dir.iterdir()):
-        is_trial = folder.is_dir() and folder.name.startswith(f"{trainable}_")  # see _trial_dirname
-        if is_trial and folder.name not in recorded:
-            target = place.local_dir / UNRECORDED_DIR / folder.name
-            target.parent.mkdir(exist_ok=True)
-            folder.rename(target)
-            console.print(f"Trial folder {folder.name} was never recorded by Ray (started just before the crash); moved to {target}", markup=False)
+    if not place.remote:
+        set_aside_unrecorded_trials(place.local_dir, f"{trainable}_",  # see _trial_dirname
+                                    lambda line: console.print(line, markup=False))
 
 
 def _repair_driver_files(place: StudyPlace, trainable: str, console: Console) -> bool:
@@ -387,6 +379,7 @@ def resume_study(study_dir: str | os.PathLike, console: Console | None = None, a
     from ray import tune
 
     console = console or Console(stderr=True)
+    _check_tested_ray(console)
     place = StudyPlace.of_study(study_dir)
     study = load_saved_study(study_dir)
     _check_target(study, split_study_uri(str(study_dir))[0], address)

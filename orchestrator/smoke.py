@@ -110,7 +110,7 @@ def _data(study: Study, task: str) -> tuple[list[str], list[str]]:
     path = Path(data.path)
     if task != "classification" or data.format != "auto" or not path.is_dir():
         return [], [f"data.path kept whole (a {task} dataset, {data.format} layout: only class folders are subset)"]
-    from trainables.data._paths import cache_dir
+    from corrotune.paths import cache_dir
 
     target = cache_dir("smoke") / hashlib.sha256(str(path).encode()).hexdigest()[:12]
     linked = subset_image_folder(path, target)

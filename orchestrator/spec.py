@@ -19,6 +19,7 @@ from typing import Any, Union, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from corrotune.registry import closest
 from orchestrator._spec_models import (
     AblationSpec,
     CheckpointSpec,
@@ -38,7 +39,6 @@ from orchestrator._spec_models import (
     cell_label,
 )
 from orchestrator.checks import config_problems, number_problems
-from orchestrator.registry import closest
 from search_spaces import SPACES, parameter_names
 from trainables import TRAINABLES, DataConfig
 

@@ -125,7 +125,7 @@ class StudyPlace:
         if not is_uri(storage):
             path = str(Path(storage).expanduser().resolve())
             return cls(storage_path=path, name=name, local_dir=Path(path) / name)
-        from trainables.data._paths import cache_dir
+        from corrotune.paths import cache_dir
 
         digest = hashlib.sha256(f"{storage}/{name}".encode()).hexdigest()[:12]
         return cls(storage_path=storage.rstrip("/"), name=name, local_dir=cache_dir("studies") / f"{name}-{digest}")

@@ -22,10 +22,11 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ray import tune
 
+from corrotune.files import atomic_open
 from orchestrator.heartbeat import write_heartbeat
 from orchestrator.ray_repairs.experiment_state import newest_experiment_state, recorded_config, recorded_trials
 
@@ -314,26 +315,13 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write: Callable[[IO[str]], Any]) -> None:
-    """Writes a temporary file beside ``path``, then renames it over ``path``."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temporary.open("w", newline="") as handle:
-            write(handle)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _write_rows_csv(rows: list[dict[str, Any]], path: Path) -> Path:
     columns = _columns(rows)
 
-    def write(handle: IO[str]) -> None:
+    with atomic_open(path, newline="") as handle:  # a reader never sees half a table
         writer = csv.DictWriter(handle, fieldnames=columns)
         writer.writeheader()
         writer.writerows({c: _cell(row.get(c)) for c in columns} for row in rows)
-
-    _atomic_write(path, write)
     return path
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 
 __all__ = ["SPACES", "SpaceFn", "get_space", "parameter_names", "register_space"]
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 
 from pydantic import BaseModel
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 
 __all__ = ["ARTIFACT_COUNT_KEY", "TRAINABLES", "TRIAL_META_KEY", "TrainableEntry", "get_trainable", "register_trainable", "split_trial_meta"]
 

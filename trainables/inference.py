@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 from trainables.data.augment import CAFFE_BGR_MEAN, normalize_batch
 from trainables.data.cache import resize_image
 from trainables.data.tensors import IMAGENET_MEAN, IMAGENET_STD

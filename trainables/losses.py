@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 
 __all__ = [
     "LOSSES",

@@ -5,7 +5,7 @@ Every loss is called as ``loss(logits, masks)``: logits (N, 1, H, W) for binary 
 sigmoid logit) or (N, K, H, W) for K > 2 classes (softmax); masks (N, H, W) integer class
 indices. Pixel losses need another signature than the classification losses of
 :mod:`trainables.losses` (a mode, per-pixel targets), so they have their own registry of the
-same kind (:class:`orchestrator.registry.Registry`).
+same kind (:class:`corrotune.registry.Registry`).
 
 Example:
     >>> import torch
@@ -24,7 +24,7 @@ import torch
 from segmentation_models_pytorch import losses as smp_losses
 from torch import nn
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 
 __all__ = ["SEGMENTATION_LOSSES", "BinaryCrossEntropyMaskLoss", "WeightedSum", "create_segmentation_loss"]
 

@@ -4,13 +4,13 @@ foreground fractions; masks are mapped back from the model's frame to each image
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageOps
 
+from corrotune.files import atomic_open
 from orchestrator.deploy._outputs import AtomicText
 from trainables.data.cache import to_rgb
 
@@ -63,14 +63,10 @@ def _overlay(image: Image.Image, mask: np.ndarray) -> Image.Image:
 
 
 def _save_png(image: Image.Image, path: Path) -> None:
-    """Writes ``path`` whole or not at all (temporary name, then ``os.replace``)."""
+    """Writes ``path`` whole or not at all (:func:`corrotune.files.atomic_open`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        image.save(temporary, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_open(path, "wb") as handle:
+        image.save(handle, format="PNG")
 
 
 class SegmentationOutputs:

@@ -7,10 +7,10 @@ complete (``os.replace``), so an interrupted predict leaves the previous file, n
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 from typing import IO, Any, Sequence
 
+from corrotune.files import atomic_open
 from orchestrator.deploy._images import Skipped
 from orchestrator.deploy.trials import DeployError
 from trainables.inference import ClassPredictions
@@ -19,25 +19,20 @@ __all__ = ["AtomicText", "ClassificationCsv", "output_path", "write_skipped"]
 
 
 class AtomicText:
-    """A text file that appears at ``path`` only when the block finishes without error."""
+    """A text file that appears at ``path`` only when the block finishes without error
+    (:func:`corrotune.files.atomic_open`; its folder is created on entering)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        self.handle: IO[str] | None = None
+        self._replace: Any = None
 
     def __enter__(self) -> IO[str]:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = self.temporary.open("w", newline="")
-        return self.handle
+        self._replace = atomic_open(self.path, "w", newline="")
+        return self._replace.__enter__()
 
     def __exit__(self, kind, error, traceback) -> None:
-        assert self.handle is not None
-        self.handle.close()
-        if kind is None:
-            os.replace(self.temporary, self.path)
-        else:
-            self.temporary.unlink(missing_ok=True)
+        self._replace.__exit__(kind, error, traceback)
 
 
 def output_path(out: Path | None, task: str) -> Path:

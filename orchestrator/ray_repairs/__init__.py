@@ -1,13 +1,17 @@
 """Every place where corrotune works around Ray: its crash behaviour, and each private Ray name it uses.
 
-Outside this package no corrotune module imports or touches a private Ray name. Each module's
-docstring says which Ray behaviour it repairs, how data is lost without it, and the private names
+Outside this package no corrotune module imports or touches a private Ray name
+(``tests/test_ray_boundary.py`` checks it); each private name used here has a test that fails
+when a Ray upgrade changes it (``tests/orchestrator/test_ray_private_names.py``), and
+``docs/ray_repairs.md`` lists every repair with its upstream issue. Each module's docstring says which Ray behaviour it repairs, how data is lost without it, and the private names
 it uses:
 
 * :mod:`~orchestrator.ray_repairs.atomic_fs`: a storage filesystem whose writes replace files
   whole (a killed driver's sync cuts no file short).
 * :mod:`~orchestrator.ray_repairs.driver_files`: before a resume, puts back or sets aside the
   driver files a kill cut short.
+* :mod:`~orchestrator.ray_repairs.unrecorded_trials`: before a resume, sets aside the trial
+  folders the restored state does not know (Ray runs their slots again as new trials).
 * :mod:`~orchestrator.ray_repairs.experiment_state`: reads Ray's experiment-state snapshot
   without Ray.
 * :mod:`~orchestrator.ray_repairs.search_state`: the search algorithm's layers restored to agree

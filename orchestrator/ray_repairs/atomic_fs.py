@@ -15,6 +15,10 @@ stores (``s3://``, ``gs://``) publish an upload whole already and keep Ray's own
 
 Example:
     >>> tune.RunConfig(storage_path="/data/studies", storage_filesystem=atomic_local_filesystem())
+
+Private Ray names used: none (``pyarrow.fs.FileSystemHandler`` is public; Ray takes it as
+``RunConfig(storage_filesystem=...)``). Upstream: a cut-short ``tuner.pkl`` fails ``Tuner.restore``
+with "Ran out of input" (ray-project/ray#58179).
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ what export and the report read; PBT never clones a finished trial).
 
 It also makes Ray store each newly registered checkpoint with the next snapshot (Ray serialises a
 trial's run state once per result and did not notice the registration that follows it).
+
+Private Ray names used: ``ray.tune.execution.experiment_state._find_newest_experiment_checkpoint``,
+``ray.tune.trainable.metadata._TrainingRunMetadata`` (``from_json_state``, ``invalidate_cache``),
+``_CheckpointManager._checkpoint_config`` and ``._checkpoint_results`` (set). Upstream: Ray's own
+fallback for a checkpoint lost with the driver, ray-project/ray#27790 / #29099, restarts from an
+older checkpoint instead of keeping the needed one.
 """
 
 from __future__ import annotations

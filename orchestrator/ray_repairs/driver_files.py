@@ -21,6 +21,10 @@ because the state that recorded it was cut short. (A session that lacks a file n
 its first snapshot; the trials it started are set aside as any started after the last one.)
 Otherwise :class:`StateLostError` says which file is cut short, which trials only it records,
 and how to repair it, and nothing is changed.
+
+Private Ray names used: none, but Ray's file names and its staging layout
+(``session_*/artifacts/*/<study>/driver_artifacts``). Upstream: ray-project/ray#58179
+(``Tuner.restore`` on a cut-short ``tuner.pkl``).
 """
 
 from __future__ import annotations

@@ -9,6 +9,10 @@ the next snapshot, the retry first copies the *stored* files back over the stagi
 Ray records a result and registers that result's checkpoint in two steps; a snapshot taken in
 between resumes the trial from the checkpoint before, so it reports that result again.
 :class:`DropRepeatedResults` removes the rows a (re)started trial is about to report again.
+
+Private Ray names used: none (public ``tune.Callback`` hooks; Ray's trial folder layout).
+Upstream: ray-project/ray#5263 (results after a trial's fail and restore lost), #4187 (a
+restored trial's rows repeated).
 """
 
 from __future__ import annotations

@@ -11,6 +11,11 @@ One actor serves one trial in one driver session. It logs each result at W&B ste
    buffered rows) is preceded by the missing steps, replayed from Ray's ``result.json``.
 
 So a run's steps, across its folders in start order, are ``1, 2, ..., n`` with no repeats.
+
+Private Ray names used: ``ray.air.integrations.wandb._WandbLoggingActor`` (subclassed: ``run``,
+``_handle_result``, ``_handle_checkpoint``, ``_wandb``, ``_logdir``), ``_QueueItem``, ``_clean_log``,
+``_run_wandb_process_run_info_hook``. Upstream: ray-project/ray#29916 (W&B runs overwritten or
+duplicated on restore); #46897 fixed explicit steps for RLlib only.
 """
 
 from __future__ import annotations

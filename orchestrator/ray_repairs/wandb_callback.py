@@ -21,6 +21,12 @@ Extends Ray's callback where it falls short for a study that is killed and resum
   text): an online run's actor gets the key as a Ray object and sets it in its own
   environment; an offline or disabled one never gets it. The callback never pickles it, and
   its clean-up at interpreter exit stays quiet when Ray has already been torn down.
+
+Private Ray names used: ``ray.air.util.node._force_on_current_node``, ``_clean_log``, ``_QueueItem``
+and ``WandbLoggerCallback``'s ``_logger_actor_cls``, ``_remote_logger_class``,
+``_trial_logging_actors``, ``_trial_logging_futures``, ``_logging_future_to_trial``,
+``_trial_queues``, ``_exclude_results``, ``_start_logging_actor``, ``_cleanup_logging_actor(s)``.
+Upstream: none found for the finished-trial and key-in-runtime_env cases.
 """
 
 from __future__ import annotations

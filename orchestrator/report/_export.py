@@ -16,6 +16,7 @@ import pickle
 from pathlib import Path
 from typing import Any, Optional
 
+from corrotune.files import atomic_path
 from orchestrator.report._plots import Plot
 
 __all__ = ["JOURNAL_FILE", "export_optuna_journal", "log_to_wandb", "searcher_cells"]
@@ -53,18 +54,16 @@ def export_optuna_journal(study_dir: Path) -> Optional[Path]:
     if not cells:
         return None
     target = study_dir / JOURNAL_FILE
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.unlink(missing_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(temporary)))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for cell in cells:
-        source = cell.study
-        copy = optuna.create_study(storage=storage, study_name=source.study_name, directions=source.directions)
-        copy.add_trials([t for t in source.get_trials(deepcopy=False) if t.state.is_finished()])
-        for key, value in {"cell": cell.label, **{f"factor/{k}": v for k, v in cell.levels.items()}}.items():
-            copy.set_user_attr(key, value)
-    del storage
-    os.replace(temporary, target)
+    with atomic_path(target) as temporary:  # a reader never sees half a journal
+        storage = JournalStorage(JournalFileBackend(str(temporary)))
+        for cell in cells:
+            source = cell.study
+            copy = optuna.create_study(storage=storage, study_name=source.study_name, directions=source.directions)
+            copy.add_trials([t for t in source.get_trials(deepcopy=False) if t.state.is_finished()])
+            for key, value in {"cell": cell.label, **{f"factor/{k}": v for k, v in cell.levels.items()}}.items():
+                copy.set_user_attr(key, value)
+        del storage
     return target
 
 

@@ -17,7 +17,7 @@ from typing import Any, Optional
 import yaml
 from pydantic import ValidationError
 
-from orchestrator.registry import closest
+from corrotune.registry import closest
 from orchestrator.spec import Study, cell_label
 from orchestrator.trials_table import RESULT_FILE, TRIALS_FILE, load_trials_table
 

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from corrotune.files import write_text
 from orchestrator.report._build import build_report
 from orchestrator.report._gather import ReportError, gather
 from orchestrator.report._plots import all_plots
@@ -17,12 +18,6 @@ __all__ = ["REPORT_DIR", "report_after_run", "write_report"]
 
 REPORT_DIR = "report"
 log = logging.getLogger(__name__)
-
-
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)  # a reader never sees half a report
 
 
 def write_report(
@@ -65,9 +60,9 @@ def write_report(
     if journal is not None:
         paths["optuna"] = journal
         report["optuna_journal"] = str(journal)
-    _write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False))
-    _write_text(paths["md"], render_markdown(report, plots))
-    _write_text(paths["html"], render_html(report, plots))
+    write_text(paths["json"], json.dumps(report, indent=1, allow_nan=False))
+    write_text(paths["md"], render_markdown(report, plots))
+    write_text(paths["html"], render_html(report, plots))
     say(f"Report written to {paths['html']} (and report.md, report.json)")
     if journal is not None:
         say(f"Optuna studies of every cell: optuna-dashboard {journal}")

@@ -7,7 +7,8 @@ import json
 
 from rich.console import Console
 
-from orchestrator.runner import UNRECORDED_DIR, _set_aside_unrecorded_trials
+from orchestrator.ray_repairs.unrecorded_trials import UNRECORDED_DIR
+from orchestrator.runner import _set_aside_unrecorded_trials
 from orchestrator.storage import StudyPlace
 
 

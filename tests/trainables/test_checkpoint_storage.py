@@ -183,3 +183,72 @@ def test_a_trial_started_from_another_trials_checkpoint_stores_the_inherited_bes
     assert state["best_epoch"] == 2 and state.get(BEST_REF_KEY) is None
     for key, value in _load(donor / "checkpoint_000001")["model"].items():
         assert torch.equal(state["best_model"][key], value), key
+
+
+class _StagingTune(_FakeTune):
+    """Also records the folder each checkpoint was staged in before it was persisted."""
+
+    def __init__(self, trial: Path) -> None:
+        super().__init__(trial)
+        self.staged_in: list[Path] = []
+
+    def report(self, metrics, checkpoint):
+        self.staged_in.append(Path(checkpoint.path).parent)
+        super().report(metrics, checkpoint)
+
+
+def _state() -> dict:
+    return {"model": _Net().state_dict(), "epoch": 1}
+
+
+def _staging(monkeypatch, tmp_path) -> tuple[Path, _StagingTune]:
+    """A RAM staging folder stand-in (``tmp_path/shm``) and the fake Tune session persisting into ``tmp_path/trial``."""
+    ram = tmp_path / "shm"
+    ram.mkdir()
+    monkeypatch.setattr(runtime, "_MEMORY_STAGING", str(ram))
+    fake = _StagingTune(tmp_path / "trial")
+    fake.trial.mkdir()
+    monkeypatch.setattr(runtime, "tune", fake)
+    return ram, fake
+
+
+def test_checkpoints_are_staged_in_the_ram_folder_when_it_has_room(monkeypatch, tmp_path):
+    ram, fake = _staging(monkeypatch, tmp_path)
+    state = _state()
+    runtime.report_with_checkpoint({"epoch": 1}, state)
+    assert fake.staged_in == [ram]
+    assert list(ram.iterdir()) == []  # the staging copy is gone once Ray persisted it
+    persisted = _load(fake.trial / "checkpoint_000000")
+    assert all(torch.equal(persisted["model"][k], v) for k, v in state["model"].items())
+
+
+def test_checkpoints_are_staged_on_disk_when_the_ram_folder_lacks_room_or_is_missing(monkeypatch, tmp_path):
+    import tempfile
+
+    _, fake = _staging(monkeypatch, tmp_path)
+    monkeypatch.setattr(runtime.os, "statvfs", lambda path: SimpleNamespace(f_bavail=1000, f_frsize=4096))  # 4 MB free
+    runtime.report_with_checkpoint({"epoch": 1}, _state())
+    monkeypatch.undo()  # room again, but no RAM folder (macOS, Windows)
+    monkeypatch.setattr(runtime, "tune", fake)
+    monkeypatch.setattr(runtime, "_MEMORY_STAGING", str(tmp_path / "no-such-folder"))
+    runtime.report_with_checkpoint({"epoch": 2}, _state())
+    assert fake.staged_in == [Path(tempfile.gettempdir())] * 2
+    assert [m["epoch"] for m in fake.metrics] == [1, 2]
+
+
+def test_a_ram_folder_that_fills_up_while_saving_falls_back_to_disk(monkeypatch, tmp_path):
+    import tempfile
+
+    ram, fake = _staging(monkeypatch, tmp_path)
+    save = torch.save
+
+    def full_in_ram(obj, path):
+        if Path(path).parent.parent == ram:
+            raise OSError(28, "No space left on device")
+        save(obj, path)
+
+    monkeypatch.setattr(runtime.torch, "save", full_in_ram)
+    runtime.report_with_checkpoint({"epoch": 1}, _state())
+    assert fake.staged_in == [Path(tempfile.gettempdir())]
+    assert len(fake.metrics) == 1 and list(ram.iterdir()) == []
+    assert _load(fake.trial / "checkpoint_000000")["epoch"] == 1

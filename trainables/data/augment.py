@@ -31,7 +31,7 @@ from typing import Any, Callable, ClassVar
 import torch
 import torch.nn.functional as F
 
-from orchestrator.registry import Registry, closest
+from corrotune.registry import Registry, closest
 from trainables.data.tensors import IMAGENET_MEAN, IMAGENET_STD, normalize
 
 __all__ = [

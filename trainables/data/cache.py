@@ -38,7 +38,8 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
-from trainables.data._paths import cache_dir
+from corrotune.files import fsync_file, write_text
+from corrotune.paths import cache_dir
 
 __all__ = [
     "CACHE_VERSION",
@@ -427,7 +428,7 @@ def _build(directory: Path, key: CacheKey, paths: list[str], progress, workers: 
                     report(done)
         rows.flush()
         del rows
-        _fsync(temp)
+        fsync_file(temp)
         os.replace(temp, directory / _DATA)
         seconds = time.perf_counter() - started
         meta = {
@@ -445,7 +446,7 @@ def _build(directory: Path, key: CacheKey, paths: list[str], progress, workers: 
             "build_seconds": round(seconds, 3),
             "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_atomically(directory / _META, json.dumps(meta, indent=1))
+        write_text(directory / _META, json.dumps(meta, indent=1))
     except BaseException:
         temp.unlink(missing_ok=True)
         finish(failed=True)
@@ -472,23 +473,6 @@ def _allocate(fd: int, nbytes: int) -> None:
         if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
             raise
         os.ftruncate(fd, nbytes)  # file systems without fallocate
-
-
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    temp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    with open(temp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)
 
 
 # --------------------------------------------------------------------------- progress

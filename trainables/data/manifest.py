@@ -7,6 +7,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from corrotune.files import write_text
 from trainables.data.index import Sample, SampleIndex
 
 __all__ = ["MANIFEST_VERSION", "read_manifest", "write_manifest"]
@@ -26,9 +27,7 @@ def write_manifest(index: SampleIndex, path: str | os.PathLike) -> Path:
         "counts": index.counts(),
         "samples": [asdict(s) for s in index.samples],
     }
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(payload, indent=1))
     return path
 
 

@@ -18,7 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional
 
-from trainables.data._paths import cache_dir
+from corrotune.files import write_text
+from corrotune.paths import cache_dir
 from trainables.data.config import DataConfig
 from trainables.data.folder import resolve_root, scan_classification_folder
 from trainables.data.index import SampleIndex
@@ -115,9 +116,7 @@ def cached_scan(root: Path, log: Callable[[str], None] = print):
         return ScanReport.from_json(json.loads(cached.read_text()))
     report = scan_path(root)
     cached.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(report.to_json()))
-    os.replace(tmp, cached)
+    write_text(cached, json.dumps(report.to_json()))
     return report
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Optional
 import numpy as np
 from PIL import Image
 
-from trainables.data._paths import cache_dir as default_cache_dir
+from corrotune.paths import cache_dir as default_cache_dir
 from trainables.data.cache import open_decoded
 from trainables.data.folder import IMAGE_SUFFIXES, is_image_file, split_dirs
 from trainables.data.index import SPLITS, Sample, SampleIndex

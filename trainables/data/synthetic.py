@@ -28,7 +28,8 @@ import uuid
 import numpy as np
 from PIL import Image
 
-from trainables.data._paths import cache_dir as _cache_dir
+from corrotune.files import write_text
+from corrotune.paths import cache_dir as _cache_dir
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -602,9 +603,7 @@ def generate_corrosion_dataset(
         "mean_mask_cover_positive": float(np.mean([c for name in _SPLITS for c in covers[name]])),
         "mean_mask_cover_positive_per_split": {name: float(np.mean(covers[name])) for name in _SPLITS},
     }
-    partial = root / f".dataset.json.{uuid.uuid4().hex}"
-    partial.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(partial, root / "dataset.json")
+    write_text(root / "dataset.json", json.dumps(manifest, indent=2) + "\n")
     return root
 
 

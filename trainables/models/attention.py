@@ -31,7 +31,7 @@ from timm.layers import Attention, build_sincos2d_pos_embed, get_attn, trunc_nor
 from timm.layers.coord_attn import EfficientLocalAttn  # what get_attn("ela") returns
 from torch import nn
 
-from orchestrator.registry import Registry
+from corrotune.registry import Registry
 
 __all__ = [
     "ATTENTION",

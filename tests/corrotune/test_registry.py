@@ -1,6 +1,6 @@
 import pytest
 
-from orchestrator.registry import Registry, closest
+from corrotune.registry import Registry, closest
 
 
 def test_unknown_name_lists_valid_names_with_a_hint():
