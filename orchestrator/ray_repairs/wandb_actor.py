@@ -108,6 +108,14 @@ class ContinuousWandbLoggingActor(_WandbLoggingActor):
             exit_code = self._serve()
         finally:
             run.finish(exit_code=exit_code)
+            # Ray kills this actor (WandbLoggerCallback._cleanup_logging_actor: ray.kill) as soon as
+            # run() returns, so wandb's own atexit teardown never runs; finish() can return before
+            # wandb-core has written the run's last records (an offline run then has no history and
+            # no exit record: seen in 2 of 20 runs of benchmarks/sigkill_resume_loop.py). teardown()
+            # waits for the service to finish writing, and is wandb's documented end of a session.
+            teardown = getattr(self._wandb, "teardown", None)
+            if callable(teardown):
+                teardown(exit_code=exit_code)
 
     def _held_step(self) -> int:
         run = self._run
