@@ -34,6 +34,8 @@ import logging
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable, Mapping
 
+from corrotune.files import write_text
+
 __all__ = ["drop_restarted_rows", "rebuilt_rows", "restore_lost_rows"]
 
 logger = logging.getLogger(__name__)
@@ -103,11 +105,7 @@ def rebuilt_rows(
 
 
 def _write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem
-
-    text = "".join(json.dumps(row, default=str) + "\n" for row in rows)
-    with atomic_local_filesystem().open_output_stream(str(path)) as stream:
-        stream.write(text.encode())
+    write_text(path, "".join(json.dumps(row, default=str) + "\n" for row in rows))
 
 
 def _whole_results(run: Mapping[str, Any]) -> tuple[Any, dict[int, dict[str, Any]]]:
