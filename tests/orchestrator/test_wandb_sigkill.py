@@ -39,7 +39,7 @@ DRIVER = textwrap.dedent(
                 start = json.loads(Path(folder, "state.json").read_text())["epoch"]
         epochs = {EPOCHS} if config["corrotune"]["cell"] == "attention=none" else {SHORT}
         for epoch in range(start + 1, epochs + 1):
-            time.sleep(0.8)
+            time.sleep(0.8 if epoch <= {SHORT} else 2.0)  # the long trial's last epochs outlast the kill
             with tempfile.TemporaryDirectory() as folder:
                 Path(folder, "state.json").write_text(json.dumps({{"epoch": epoch}}))
                 tune.report({{"val/accuracy": epoch / 10, "epoch": epoch}}, checkpoint=tune.Checkpoint.from_directory(folder))
@@ -66,6 +66,11 @@ def _epochs(trial_dir: Path) -> list[int]:
     return [json.loads(line)["epoch"] for line in (trial_dir / "result.json").read_text().splitlines()]
 
 
+def _started_runs(study_dir: Path) -> list[Path]:
+    """The trials' offline W&B runs that have written their transaction log."""
+    return [run for run in study_dir.glob("*/wandb/offline-run-*") if any(run.glob("run-*.wandb"))]
+
+
 def test_runs_stay_whole_after_a_driver_sigkill(tmp_path):
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
@@ -80,8 +85,9 @@ def test_runs_stay_whole_after_a_driver_sigkill(tmp_path):
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and driver.poll() is None:
             time.sleep(0.2)
-            # the short trial reported its last epoch: the kill hits while its run is being finished
-            if len(list(progress.glob("*-4"))) == 2:
+            # the short trial reported its last epoch: the kill hits while its run is being finished,
+            # and the long trial's run has begun (a loaded machine starts W&B late)
+            if len(list(progress.glob(f"*-{SHORT}"))) == 2 and len(_started_runs(study_dir)) == 2:
                 time.sleep(0.3)
                 break
     finally:
@@ -92,6 +98,7 @@ def test_runs_stay_whole_after_a_driver_sigkill(tmp_path):
         except ProcessLookupError:
             pass
     assert driver.returncode == -signal.SIGKILL, log.read_text()[-3000:]
+    assert not list(progress.glob(f"*-{EPOCHS}")), "the long trial finished before the kill"
 
     resumed = subprocess.run(
         [sys.executable, str(script), str(storage), "restore", str(progress)], cwd=REPO, capture_output=True, text=True, timeout=300

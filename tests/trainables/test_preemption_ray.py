@@ -79,6 +79,8 @@ def _comparable(metrics: dict) -> dict:
 def test_sigterm_mid_epoch_resumes_at_that_batch_with_the_metrics_of_an_uninterrupted_trial(tmp_path):
     from ray import tune
 
+    from orchestrator.ray_repairs.trial_files import DropRepeatedResults, UploadBeforeRetry
+
     progress = tmp_path / "progress"
     progress.mkdir()
     victim_log = progress / "victim.jsonl"
@@ -89,7 +91,11 @@ def test_sigterm_mid_epoch_resumes_at_that_batch_with_the_metrics_of_an_uninterr
     grid = tune.Tuner(
         tune.with_resources(_trial, {"cpu": 1}), param_space=space,
         run_config=tune.RunConfig(storage_path=str(tmp_path / "results"), name="preempt",
-                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0),
+                                  failure_config=tune.FailureConfig(max_failures=1), verbose=0,
+                                  # as corrotune's runner does: without them a retry that starts before
+                                  # Ray's next snapshot copies the stored result.json over the staged one
+                                  # and the epochs reported since vanish (ray#5263)
+                                  callbacks=[UploadBeforeRetry(), DropRepeatedResults()]),
     ).fit()
     killer.join(timeout=5)
 
