@@ -343,3 +343,18 @@ def test_expand_offline_refuses_bad_k():
     with pytest.raises(ValueError, match="k must be"):
         expand_offline(_random_images(2), torch.zeros(2), 0, "p004", _gen())
 
+
+
+@pytest.mark.parametrize("spec", [["hflip", "vflip"], "p002", "p003", ["hflip", {"brightness": {"delta": 0.3}}]])
+def test_leading_flips_on_uint8_equal_the_float_path(spec, monkeypatch):
+    """Flips before any other op skip the float round trip; outputs and draws are unchanged."""
+    from trainables.data import augment
+
+    images = torch.randint(0, 256, (6, 3, 16, 24), generator=_gen(1), dtype=torch.uint8)
+    masks = torch.randint(0, 2, (6, 1, 16, 24), generator=_gen(2), dtype=torch.uint8) * 255
+    aug = build_augmentation(spec)
+    fast, fast_masks = aug(images, masks, _gen())
+    monkeypatch.setattr(augment, "_Flip", type("NotAFlip", (), {}))  # every op on the float copy, as before
+    slow, slow_masks = aug(images, masks, _gen())
+    assert torch.equal(fast, slow) and torch.equal(fast_masks, slow_masks)
+    assert fast.dtype == torch.uint8 and fast_masks.dtype == torch.uint8

@@ -376,14 +376,19 @@ class Augmentation:
 
         Returns:
             ``(images, masks)`` of the input shapes and dtypes; the inputs themselves when there
-            are no ops.
+            are no ops. Leading flips run on the uint8 tensors (values are only moved), the
+            rest on a float32 copy.
         """
         _check_batch(images, masks)
-        if not self.ops:
+        ops = self.ops
+        while ops and isinstance(ops[0], _Flip):  # leading flips: exact on uint8, no float round trip
+            images, masks = ops[0](images, masks, generator)
+            ops = ops[1:]
+        if not ops:
             return images, masks
         x = images.float()  # (B, 3, H, W) in 0-255
         pending: list[_Affine] = []
-        for op in self.ops:
+        for op in ops:
             if isinstance(op, _Affine) and (not pending or pending[-1].fill == op.fill):
                 pending.append(op)
                 continue
