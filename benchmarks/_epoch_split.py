@@ -58,7 +58,7 @@ def _instrumented(trainable: str, task_module: str, task_class: str, out_file: s
             report_timed(metrics, state)
             now, cpu = time.perf_counter(), time.process_time()
             current["epoch_s"], current["epoch_cpu_s"] = now - mark[0], cpu - mark[1]
-            current["torch_threads"] = torch.get_num_threads()
+            current["torch_threads"], current["niceness"] = torch.get_num_threads(), os.nice(0)
             mark[:] = now, cpu
             epochs.append(dict(current))
             current.clear()
@@ -117,7 +117,7 @@ def timed_trial(trainable: str, task_module: str, task_class: str, config: dict,
         if result.error:
             raise RuntimeError(f"the {trainable} trial failed: {result.error}")
         epochs = json.loads(Path(out_file).read_text())
-    return [{"epoch_s": e["epoch_s"], "epoch_cpu_s": e["epoch_cpu_s"], "torch_threads": e["torch_threads"],
+    return [{"epoch_s": e["epoch_s"], "epoch_cpu_s": e["epoch_cpu_s"], "torch_threads": e["torch_threads"], "niceness": e["niceness"],
              "batch_production_s": e.get("batch_production_s", 0.0), **split_of(e)} for e in epochs]
 
 
@@ -144,6 +144,11 @@ def median_of(runs: list[list[dict]], key: str) -> float:
     return statistics.median(steady_median([epoch[key] for epoch in epochs]) for epochs in runs)
 
 
+def fastest(runs: list[list[dict]]) -> float:
+    """The fastest steady epoch of any run: the least disturbed by the machine's other load."""
+    return min(steady for epochs in runs for steady in ([e["epoch_s"] for e in epochs][1:] or [epochs[0]["epoch_s"]]))
+
+
 def load() -> list[float]:
     """The 1-, 5- and 15-minute load averages (the machine is shared)."""
     return [round(v, 2) for v in os.getloadavg()]
@@ -151,14 +156,21 @@ def load() -> list[float]:
 
 def measure_with_ray(repeats: int, cpus: int, bare: Callable[[], list[tuple[float, float]]], trial: Callable[[], list[dict]]) -> dict:
     """:func:`interleaved` with ``cpus`` torch threads here and a local Ray of ``cpus`` CPUs for the
-    trial (whose worker Ray gives ``cpus`` threads through ``OMP_NUM_THREADS``)."""
+    trial (whose worker Ray gives ``cpus`` threads through ``OMP_NUM_THREADS``).
+
+    Both loops run at this process's niceness: Ray starts workers 15 nice levels below their
+    raylet (``RAY_worker_niceness``, so that the driver stays responsive), which on a shared
+    machine would let this benchmark's own Ray processes preempt the trial but not the bare
+    loop. On a node of its own, nothing else wants the CPU and the priority changes nothing.
+    """
     import ray
     import torch
 
     torch.set_num_threads(cpus)
+    os.environ.setdefault("RAY_worker_niceness", "0")  # read by the raylet ray.init starts
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     try:
-        return interleaved(repeats, bare, trial)
+        return {"bare_niceness": os.nice(0), **interleaved(repeats, bare, trial)}
     finally:
         ray.shutdown()
 
@@ -191,13 +203,16 @@ def interleaved(repeats: int, bare: Callable[[], list[tuple[float, float]]], tri
         "ratio_bare_over_corrotune": round(bare_s / trial_s, 3), "goal": ">= 0.97",
         "bare_epoch_cpu_s": round(bare_cpu, 3), "corrotune_epoch_cpu_s": round(trial_cpu, 3),
         "cpu_ratio_bare_over_corrotune": round(bare_cpu / trial_cpu, 3),
+        "corrotune_extra_s_per_epoch": round(trial_s - bare_s, 3),
+        "ratio_of_fastest_epochs": round(fastest(bare_runs) / fastest(trial_runs), 3),
         "corrotune_split_s": {k: round(median_of(trial_runs, k), 4) for k in SPLIT_KEYS},
         "corrotune_batch_production_s": round(median_of(trial_runs, "batch_production_s"), 4),
-        "corrotune_torch_threads": trial_runs[0][-1]["torch_threads"],
+        "corrotune_torch_threads": trial_runs[0][-1]["torch_threads"], "corrotune_niceness": trial_runs[0][-1]["niceness"],
         "runs": runs,
         "note": "ratio = median bare epoch time / median corrotune epoch time (= corrotune's epoch throughput "
                 "over the bare loop's); epoch time = end of one epoch's report to the end of the next (bare: "
                 "to its validation score); median of epochs 2..N per run, then over runs; CPU = process time "
-                "of all threads; batch production (indexing, augmentation, normalisation) is part of the "
+                "of all threads; fastest: the shortest steady epoch of any run, either side (the least disturbed by other load); "
+                "batch production (indexing, augmentation, normalisation) is part of the "
                 "train pass and validation; load = os.getloadavg() (1, 5, 15 min)",
     }
