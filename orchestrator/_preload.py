@@ -18,22 +18,17 @@ import importlib
 import threading
 from typing import Iterable, Iterator
 
-__all__ = ["DRIVER_MODULES", "WANDB_MODULES", "driver_modules", "preloaded"]
+__all__ = ["DRIVER_MODULES", "preloaded"]
 
 DRIVER_MODULES = (
     "tensorboardX",  # Tune's default TBXLoggerCallback: imports torch (ray.tune.utils.callback)
+    "wandb",
     "optuna",
+    "ray.air.integrations.wandb",
     "orchestrator.ablation",
+    "orchestrator.ray_repairs.wandb_callback",
 )
 """What ``build_tuner`` and ``Tuner.fit`` import before the first trial starts, slowest first."""
-
-WANDB_MODULES = ("wandb", "ray.air.integrations.wandb", "orchestrator.ray_repairs.wandb_callback")
-"""What the W&B callback imports (``orchestrator.tracking.wandb_callback``), unless W&B is disabled."""
-
-
-def driver_modules(wandb_mode: str) -> tuple[str, ...]:
-    """What the driver imports next, for a study whose W&B mode is ``wandb_mode``."""
-    return DRIVER_MODULES + (() if wandb_mode == "disabled" else WANDB_MODULES)
 
 
 def _import_all(modules: tuple[str, ...]) -> None:
