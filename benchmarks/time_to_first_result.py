@@ -59,7 +59,6 @@ def phases(marks: list[dict], launched: float, driver_pid: int) -> dict[str, flo
         ("data_scan_and_split", first("driver._prepare_data:end", driver_pid)),
         ("driver_environment", first("driver._init_ray:start", driver_pid)),
         ("ray_start", first("driver._init_ray:end", driver_pid)),
-        ("driver_preload_wait", first("driver._start_runtime:end", driver_pid)),  # orchestrator._preload's imports left
         ("tuner_build", first("driver._fit:start", driver_pid)),
         ("until_trial_worker_exists", first("process:start", worker)),
         ("worker_to_trial_imports", first("import.trainables:start", worker)),

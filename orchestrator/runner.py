@@ -304,10 +304,7 @@ def _start_runtime(study: Study, address: str | None = None) -> str:
     quiet_ray_trial_errors()  # the study's end shows each trial error once (print_errors)
     quiet_environment()  # Ray's console output only with --verbose (orchestrator.quiet)
     mode = configure_wandb_env(study)
-    from orchestrator._preload import preloaded
-
-    with preloaded():  # what the driver imports next (torch, W&B, Optuna), while ray.init waits for Ray's processes
-        _init_ray(study, address)
+    _init_ray(study, address)
     return mode
 
 
