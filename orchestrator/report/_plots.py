@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
@@ -200,11 +201,15 @@ def parallel_coordinates(data: StudyData) -> Optional[Plot]:
     columns = min(len(cells), 3)
     fig = Figure(figsize=(4.6 * columns, 3.4 * math.ceil(len(cells) / columns)), layout="constrained")
     cmap = colormaps["viridis"]
+    x = np.arange(len(axes_keys), dtype=float)
     for n, cell in enumerate(cells):
         ax = fig.add_subplot(math.ceil(len(cells) / columns), columns, n + 1)
-        for r in (r for r in search if r.get("cell") == cell.label):
-            ax.plot(range(len(axes_keys)), [scaled[k][id(r)] for k in axes_keys], color=cmap(scaled[axes_keys[-1]][id(r)]),
-                    alpha=0.8, marker="o", ms=3)
+        ys = np.array([[scaled[k][id(r)] for k in axes_keys] for r in search if r.get("cell") == cell.label])
+        colors = cmap(ys[:, -1])
+        # one artist for all the trials' lines and one for their markers: thousands of Line2Ds
+        # took seconds to build and draw at the end of a large study
+        ax.add_collection(LineCollection([np.column_stack([x, y]) for y in ys], colors=colors, alpha=0.8))
+        ax.scatter(np.tile(x, len(ys)), ys.ravel(), c=np.repeat(colors, len(x), axis=0), s=9, alpha=0.8, zorder=3)
         ax.set_xticks(range(len(axes_keys)), [k.split("/", 1)[1] for k in axes_keys], rotation=30, fontsize=7)
         ax.set_yticks([0, 1], ["low", "high"], fontsize=7)
         ax.set_title(cell.label, fontsize=8)
