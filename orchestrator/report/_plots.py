@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.leaderboard import pareto_flags
-from orchestrator.report._gather import StudyData, _number, read_history
+from orchestrator.report._gather import StudyData, _number, read_history, trial_folders
 
 __all__ = ["Plot", "all_plots"]
 
@@ -73,10 +73,11 @@ def strip_box(data: StudyData) -> Optional[Plot]:
 def learning_curves(data: StudyData) -> Optional[Plot]:
     metric = "val/" + data.metric.split("/", 1)[1] if data.split == "test" else data.metric
     series = []
+    folders = trial_folders(data.study_dir)
     for cell in data.cells:
         by_epoch: dict[int, list[float]] = {}
         for row in cell.rows:
-            for result in read_history(data.study_dir, row):
+            for result in read_history(data.study_dir, row, folders):
                 epoch, value = result.get("training_iteration"), _number(result.get(metric))
                 if isinstance(epoch, int) and value is not None:
                     by_epoch.setdefault(epoch, []).append(value)
