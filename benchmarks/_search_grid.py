@@ -53,8 +53,9 @@ def link_subset(source: Path, plan: dict[str, list[str]], dest: Path) -> Path:
 
 
 def grid_study(data: str, grid: dict[str, list[Any]], params: dict[str, Any], metric: str,
-               split: list[float], name: str = "grid") -> dict[str, Any]:
-    """The baseline study: every grid point for ``params["epochs"]`` epochs, two trials at a time."""
+               split: list[float], name: str = "grid", concurrency: int = 2) -> dict[str, Any]:
+    """The baseline study: every grid point for ``params["epochs"]`` epochs, ``concurrency`` trials
+    at a time sharing two CPUs (the grid only records accuracies; its timing does not matter)."""
     return {
         "name": name,
         "trainable": "classifier",
@@ -63,8 +64,8 @@ def grid_study(data: str, grid: dict[str, list[Any]], params: dict[str, Any], me
         "search": {"sampler": "grid", "grid": grid, "seed": 0},
         "objective": {"metric": metric, "mode": "max"},
         "scheduler": {"name": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_concurrent_trials": 2,
+        "resources": {"cpu": 2 / concurrency, "gpu": 0},
+        "max_concurrent_trials": concurrency,
         "checkpoints": {"num_to_keep": 1},
         "tracking": {"wandb": {"mode": "disabled"}},
     }
