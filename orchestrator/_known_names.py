@@ -17,11 +17,15 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["attention_names", "augmentation_names", "module_literal", "registered_names", "smp_encoder_names", "timm_model_names"]
+__all__ = [
+    "attention_names", "augmentation_names", "module_literal", "registered_names", "smp_encoder_names", "timm_model_names",
+    "timm_pretrained_tags",
+]
 
 _REGISTER_MODEL = re.compile(r"@register_model\s*\n\s*def\s+(\w+)\s*\(")
 _DEPRECATIONS = re.compile(r"register_model_deprecations\(\s*__name__\s*,\s*\{(.*?)\}\s*\)", re.S)
 _DEPRECATED_NAME = re.compile(r"""['"](\w+)['"]\s*:""")
+_TAGGED_CFG = re.compile(r"""['"](\w+)\.(\w+)['"]\s*:""")  # 'resnet18.a1_in1k': _cfg(...) in generate_default_cfgs
 
 
 def _source(module: str) -> Path:
@@ -54,6 +58,22 @@ def timm_model_names() -> frozenset[str]:
         for block in _DEPRECATIONS.findall(text):
             names.update(_DEPRECATED_NAME.findall(block))
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=None)
+def timm_pretrained_tags() -> dict[str, frozenset[str]]:
+    """Model name -> the pretrained tags its timm source lists (``resnet18`` -> ``{"a1_in1k", ...}``).
+
+    Read from the ``'<model>.<tag>': _cfg(...)`` keys of each model file's default configs. A few
+    models build their tags in code, so an empty entry means "not known here", never "no tags";
+    where a model lists any, it lists all of them (``tests/orchestrator/test_checks.py`` holds
+    this against ``timm.list_pretrained()``).
+    """
+    tags: dict[str, set[str]] = {}
+    for path in sorted((_source("timm") / "models").glob("*.py")):
+        for model, tag in _TAGGED_CFG.findall(path.read_text(encoding="utf-8")):
+            tags.setdefault(model, set()).add(tag)
+    return {model: frozenset(found) for model, found in tags.items()}
 
 
 @functools.lru_cache(maxsize=None)

@@ -21,7 +21,9 @@ from typing import Any, Callable, Iterator, Union, get_args, get_origin
 from pydantic import BaseModel
 
 from corrotune.registry import closest
-from orchestrator._known_names import attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names
+from orchestrator._known_names import (
+    attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names, timm_pretrained_tags,
+)
 
 __all__ = ["SANE_MAXIMA", "SEED_MAX", "config_problems", "data_problems", "number_problems", "start_problems"]
 
@@ -99,11 +101,24 @@ def _config_values(study) -> Iterator[tuple[str, str, Any]]:
             yield f"search.grid.{key}", key, value
 
 
+def _tag_problem(where: str, what: str, timm_name: str) -> str | None:
+    """A ``<model>.<tag>`` whose tag timm does not list for that model (timm would raise at trial start).
+
+    ``what`` is the value as the study gives it (``backbone 'resnet18.x'``), ``timm_name`` timm's name.
+    """
+    model, _, tag = timm_name.partition(".")
+    known = timm_pretrained_tags().get(model)
+    if not tag or not known or tag in known:
+        return None
+    return (f"{where}: {what}: timm has no pretrained tag {tag!r} for {model}{_hint(tag, sorted(known))} "
+            f"(tags: {', '.join(sorted(known))}; or give the model name alone for its default weights)")
+
+
 def _backbone_problem(where: str, name: str) -> str | None:
     paper = module_literal("trainables._backbones", "PAPER_BACKBONES")
     timm_name = paper.get(name, name)
     if timm_name.split(".")[0] in timm_model_names():
-        return None
+        return _tag_problem(where, f"backbone {name!r}", timm_name)
     import difflib
 
     close = difflib.get_close_matches(timm_name, sorted(timm_model_names() | set(paper)), n=8, cutoff=0.6)
@@ -116,7 +131,7 @@ def _encoder_problem(where: str, name: str) -> str | None:
     """A segmenter ``encoder``: an smp encoder name, or ``tu-<timm model>``."""
     if name.startswith("tu-"):
         if name[3:].split(".")[0] in timm_model_names():
-            return None
+            return _tag_problem(where, f"encoder {name!r}", name[3:])
         return f"{where}: encoder {name!r}: {name[3:]!r} is not a timm model{_hint(name[3:], timm_model_names())}"
     valid = smp_encoder_names()
     if name in valid:

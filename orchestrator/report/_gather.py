@@ -184,7 +184,7 @@ def gather(study_dir: str | Path, metric: Optional[str] = None, baseline: Option
         notes.append("the study has no finished confirm runs: cells are compared over their search trials "
                      "(each a different configuration, so the spread is not seed noise)")
     planned = study.repeats if phase == "confirm" else study.trials_per_cell
-    cells, missing = [], []
+    cells, missing, stopped = [], [], 0
     for levels, _ in study.cells:
         label = cell_label(levels)
         cell = CellRuns(label=label, levels=dict(levels), planned=planned)
@@ -196,18 +196,31 @@ def gather(study_dir: str | Path, metric: Optional[str] = None, baseline: Option
                 cell.values.append(value)
                 cell.seeds.append(_number(row.get("seed")))
                 cell.rows.append(row)
+            elif row.get("status") == FINISHED and _stopped_early(row):
+                cell.planned -= 1  # the scheduler's choice, not a run still to come
+                stopped += 1
             else:
                 missing.append(f"{label}: trial {row.get('trial_id')} is {row.get('status') or 'unknown'}"
-                               + (" (no value)" if row.get("status") == FINISHED else ""))
-        if len(cell.values) < planned:
-            missing.append(f"{label}: {len(cell.values)} of {planned} {phase} runs finished")
+                               + (f" (no {metric})" if row.get("status") == FINISHED else ""))
+        if len(cell.values) < cell.planned:
+            missing.append(f"{label}: {len(cell.values)} of {cell.planned} {phase} runs finished")
         cells.append(cell)
+    if stopped:
+        by = "early" if study.scheduler.name == "fifo" else f"early by the {study.scheduler.name} scheduler"
+        notes.append(f"{stopped} {phase} trial(s) were stopped {by}: they have "
+                     f"no {metric} (a trial scores it only when it runs its whole budget) and are not compared")
     labels = [c.label for c in cells]
     return StudyData(
         study_dir=study_dir, study=study, rows=rows, metric=metric, column=column, mode=_mode_of(metric, study),
         split=metric.split("/", 1)[0], phase=phase, cells=cells, baseline=_pick_baseline(baseline, labels),
         notes=notes, missing=missing,
     )
+
+
+def _stopped_early(row: dict[str, Any]) -> bool:
+    """A finished trial that ran fewer epochs than its budget: a scheduler (ASHA, HyperBand) stopped it."""
+    ran, budget = _number(row.get("epochs")), _number(row.get("config/epochs"))
+    return ran is not None and budget is not None and ran < budget
 
 
 def read_history(study_dir: Path, row: dict[str, Any]) -> list[dict[str, Any]]:

@@ -4,7 +4,9 @@ import pytest
 import yaml
 from PIL import Image
 
-from orchestrator._known_names import attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names
+from orchestrator._known_names import (
+    attention_names, augmentation_names, module_literal, smp_encoder_names, timm_model_names, timm_pretrained_tags,
+)
 from orchestrator.spec import StudyError, validate_study
 from orchestrator.storage import storage_problem
 from tests.conftest import REPO
@@ -46,6 +48,31 @@ def test_timm_names_read_from_the_source_are_timm_list_models():
     assert timm_model_names() == set(timm.list_models()) | deprecated
 
 
+def test_pretrained_tags_read_from_the_source_are_all_of_timms_where_a_model_lists_any():
+    timm = pytest.importorskip("timm")
+    listed: dict[str, set[str]] = {}
+    for name in timm.list_pretrained():
+        model, tag = name.split(".", 1)
+        listed.setdefault(model, set()).add(tag)
+    tags = timm_pretrained_tags()
+    assert sum(1 for model in listed if model in tags) > 0.9 * len(listed)
+    assert {model: listed[model] - tags[model] for model in listed if tags.get(model) and listed[model] - tags[model]} == {}
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [({"backbone": "resnet18.a1_in1k"}, None),
+     ({"backbone": "resnet18.a1_in1kk"}, "params.backbone: backbone 'resnet18.a1_in1kk': timm has no pretrained tag "
+                                         "'a1_in1kk' for resnet18; did you mean 'a1_in1k'?")],
+)
+def test_a_pretrained_tag_timm_does_not_have_fails_validate(params, message):
+    raw = {"name": "t", "trainable": "classifier", "data": {"path": "synthetic:corrosion"}, "params": params}
+    if message is None:
+        validate_study(raw, "study.yaml")
+    else:
+        assert message in _problems(raw)
+
+
 def test_smp_encoder_names_read_from_the_source_are_smps():
     smp = pytest.importorskip("segmentation_models_pytorch")
     assert set(smp_encoder_names()) == set(smp.encoders.get_encoder_names())
@@ -54,7 +81,8 @@ def test_smp_encoder_names_read_from_the_source_are_smps():
 @pytest.mark.parametrize(
     ("encoder", "message"),
     [("mobilenet_v3", "unknown encoder 'mobilenet_v3'; did you mean 'mobilenet_v2'?"),
-     ("tu-resnet18x", "'resnet18x' is not a timm model; did you mean 'resnet18'?")],
+     ("tu-resnet18x", "'resnet18x' is not a timm model; did you mean 'resnet18'?"),
+     ("tu-resnet18.tv_in1kk", "encoder 'tu-resnet18.tv_in1kk': timm has no pretrained tag 'tv_in1kk' for resnet18; did you mean 'tv_in1k'?")],
 )
 def test_a_segmenter_encoder_that_does_not_exist_fails_validate_with_a_hint(encoder, message):
     raw = yaml.safe_load((REPO / "studies" / "examples" / "segmenter.yaml").read_text())

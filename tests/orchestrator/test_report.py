@@ -266,3 +266,23 @@ def test_the_html_opens_in_a_headless_browser_with_every_plot(tmp_path):
     result = json.loads(done.stdout)
     assert done.returncode == 0 and result["loaded"] == result["images"] == len(list((folder / "report" / "plots").glob("*.png")))
     assert (tmp_path / "shot.png").read_bytes().startswith(b"\x89PNG") and result["png_bytes"] < 300_000
+
+
+def test_trials_a_scheduler_stopped_early_are_a_note_not_missing_runs(tmp_path):
+    folder = make_study(tmp_path, {"a": [0.5, 0.6, 0.7], "b": [0.6, 0.7, 0.8]}, phase="search",
+                        extra={"scheduler": {"name": "asha"}})
+    table = folder / "trials.csv"
+    rows = list(csv.DictReader(table.open()))
+    for row in rows:  # the first run of each cell ran 2 of its 6 epochs and scored no test value
+        early = row["seed"] == "1"
+        row.update({"epochs": 2 if early else 6, "config/epochs": 6, "best/score": "" if early else row["best/score"]})
+    rows.append({**rows[-1], "trial_id": "ffffffff", "status": "ERROR", "best/score": "", "epochs": 1})
+    with table.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    report = _report(folder)
+    assert [c["n"] for c in report["cells"]] == [2, 2]
+    assert any("2 search trial(s) were stopped early by the asha scheduler" in n for n in report["notes"])
+    assert not any("TERMINATED" in m for m in report["missing"])  # stopped early is not missing
+    assert "x=b: trial ffffffff is ERROR" in report["missing"]  # a failed trial still is
