@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-TABLE_VERSION = 1
+TABLE_VERSION = 2  # 2: one curve per training seed
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 
 
@@ -23,6 +23,7 @@ def subset_plan(source: Path, images: int, seed: int) -> dict[str, list[str]]:
     """A seeded, stratified subset of an ImageFolder: class -> file names, each class in its share.
 
     Every class keeps at least one image; a class's share is rounded to the nearest image.
+    ``images`` 0 (or at least the folder's count): every image.
 
     Raises:
         SystemExit: ``source`` has no class folders with images.
@@ -33,6 +34,8 @@ def subset_plan(source: Path, images: int, seed: int) -> dict[str, list[str]]:
     total = sum(len(files) for files in classes.values())
     if not total:
         raise SystemExit(f"--data {source}: no <class>/<image> folders found (an ImageFolder layout is needed)")
+    if images <= 0 or images >= total:
+        return dict(classes)
     rng = random.Random(seed)
     return {name: sorted(rng.sample(files, min(len(files), max(1, round(images * len(files) / total)))))
             for name, files in classes.items()}
@@ -50,8 +53,9 @@ def link_subset(source: Path, plan: dict[str, list[str]], dest: Path) -> Path:
 
 
 def grid_study(data: str, grid: dict[str, list[Any]], params: dict[str, Any], metric: str,
-               split: list[float], name: str = "grid") -> dict[str, Any]:
-    """The baseline study: every grid point for ``params["epochs"]`` epochs, two trials at a time."""
+               split: list[float], name: str = "grid", concurrency: int = 2) -> dict[str, Any]:
+    """The baseline study: every grid point for ``params["epochs"]`` epochs, ``concurrency`` trials
+    at a time sharing two CPUs (the grid only records accuracies; its timing does not matter)."""
     return {
         "name": name,
         "trainable": "classifier",
@@ -60,8 +64,8 @@ def grid_study(data: str, grid: dict[str, list[Any]], params: dict[str, Any], me
         "search": {"sampler": "grid", "grid": grid, "seed": 0},
         "objective": {"metric": metric, "mode": "max"},
         "scheduler": {"name": "fifo"},
-        "resources": {"cpu": 1, "gpu": 0},
-        "max_concurrent_trials": 2,
+        "resources": {"cpu": 2 / concurrency, "gpu": 0},
+        "max_concurrent_trials": concurrency,
         "checkpoints": {"num_to_keep": 1},
         "tracking": {"wandb": {"mode": "disabled"}},
     }
@@ -101,6 +105,22 @@ def read_table(study_dir: Path, grid: dict[str, list[Any]], metric: str, epochs:
     if len(configs) != expected:
         raise RuntimeError(f"{study_dir}: {len(configs)} of {expected} grid points finished; see the trials' error.txt")
     return [configs[k] for k in sorted(configs, key=str)]
+
+
+def merge_seeds(per_seed: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """The tables of one grid per training seed as one: per configuration, ``curves[i]`` is seed i's.
+
+    Raises:
+        RuntimeError: the grids do not hold the same configurations.
+    """
+    merged = []
+    for entries in zip(*per_seed, strict=True):
+        params = entries[0]["params"]
+        if any(e["params"] != params for e in entries):
+            raise RuntimeError(f"the training seeds' grids differ: {[e['params'] for e in entries]}")
+        merged.append({"params": params, "curves": [e["curve"] for e in entries],
+                       "trial_time_s": [e["trial_time_s"] for e in entries]})
+    return merged
 
 
 def run_grid(study: dict[str, Any], storage: Path) -> tuple[Path, float]:

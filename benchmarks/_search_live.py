@@ -2,8 +2,8 @@
 
 The live study searches the same grid points as categorical parameters (the space is registered
 under :data:`SPACE_NAME` in this process, as a study's ``search.space``), with the same fixed
-params, subset, split, scheduler and concurrency as the grid run, and as many trials as the grid
-has configurations. The replay of the same study against the lookup table runs beside it; the
+params, subset, split, scheduler and concurrency as the grid run, and the benchmark's trial budget
+(``search.num_samples``); it trains with the grid's first training seed. The replay of the same study against the lookup table runs beside it; the
 two differ where real epoch times reorder results (Ray's ASHA is asynchronous) and where CPU
 nondeterminism moves a curve, so the cross-check is "in line", not equal.
 """
@@ -49,18 +49,20 @@ def _live_results(study_dir: Path, metric: str) -> list[dict[str, Any]]:
 
 
 def live_check(table: dict[str, Any], out: Path, scheduler: dict[str, Any], concurrency: int, within: float,
-               data: str) -> dict[str, Any]:
+               data: str, trials: int) -> dict[str, Any]:
     """Runs TPE + ASHA (seed 0) for real on ``data`` and replays the same study; returns both."""
     from _search_grid import grid_study, run_grid
-    from _search_replay import replay_search
+    from _search_replay import per_seed_curves, replay_search
 
     setup = table["setup"]
     grid, params, metric = setup["grid"], setup["params"], setup["metric"]
-    curves = {tuple(c["params"][k] for k in grid): c["curve"] for c in table["configs"]}
+    # the live study trains with the grid's first training seed: replay against that seed's curves
+    curves = {config: runs[0] for config, runs in
+              per_seed_curves({tuple(c["params"][k] for k in grid): c.get("curves", c.get("curve")) for c in table["configs"]}).items()}
     target = max(max(c) for c in curves.values()) - within
-    trials = len(curves)
     _register(grid)
-    study = grid_study(data, grid, params, metric, setup["split"], name="live-tpe-asha")
+    study = grid_study(data, grid, {**params, "seed": setup.get("training_seeds", [params["seed"]])[0]}, metric,
+                       setup["split"], name="live-tpe-asha")
     study.update(search={"space": SPACE_NAME, "sampler": "tpe", "num_samples": trials, "seed": 0},
                  scheduler=scheduler, max_concurrent_trials=concurrency)
     study_dir, wall = run_grid(study, out)

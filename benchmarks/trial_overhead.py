@@ -16,7 +16,12 @@ one-off. A short bare run first warms the disk cache and Ray up. With no-op tria
 event loop is the bottleneck, so its per-trial work (callbacks, searcher) sets the ratio; the
 machine's other load moves both numbers. Prints one JSON object; the goal is corrotune / bare <= 1.3.
 
+``--memory corrotune|bare`` runs one study of that kind under ``tracemalloc`` instead and prints the
+Python allocations still alive at Ray's last experiment snapshot, by file and by traceback (what
+grows per trial in the driver; native memory, e.g. Ray's core worker, is not seen).
+
     python benchmarks/trial_overhead.py [--trials 1000] [--cpus 2] [--profile corrotune.prof]
+    python benchmarks/trial_overhead.py --trials 1000 --memory corrotune
 """
 
 from __future__ import annotations
@@ -116,6 +121,42 @@ def run_bare(trials: int, storage: str, name: str = "bare") -> Path:
     return Path(storage) / name
 
 
+@contextlib.contextmanager
+def _growth(report: dict[str, Any], top: int = 25):
+    """tracemalloc over a run: the allocations still alive at Ray's last experiment snapshot (trials all
+    done, the driver's state whole), grouped by file and line, largest first, into ``report``."""
+    import tracemalloc
+
+    from ray.tune.execution.tune_controller import TuneController
+
+    checkpoint = TuneController.__dict__["checkpoint"]
+    snapshots: list[Any] = []
+
+    def snapshotting(self: TuneController, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("force"):
+            snapshots[:] = [tracemalloc.take_snapshot()]
+        return checkpoint(self, *args, **kwargs)
+
+    tracemalloc.start(8)
+    before = tracemalloc.take_snapshot()
+    TuneController.checkpoint = snapshotting
+    try:
+        yield
+    finally:
+        TuneController.checkpoint = checkpoint
+        last = snapshots[0] if snapshots else tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        keep = [tracemalloc.Filter(False, tracemalloc.__file__)]
+        stats = last.filter_traces(keep).compare_to(before.filter_traces(keep), "traceback")
+        report["alive_at_end_mb"] = round(sum(s.size_diff for s in stats) / 2**20, 1)
+        report["largest"] = [{"mb": round(s.size_diff / 2**20, 2), "count": s.count_diff,
+                              "where": [f"{f.filename.split('site-packages/')[-1]}:{f.lineno}" for f in s.traceback][:6]}
+                             for s in stats[:top]]
+        by_file = last.filter_traces(keep).compare_to(before.filter_traces(keep), "filename")
+        report["by_file_mb"] = {s.traceback[0].filename.split("site-packages/")[-1]: round(s.size_diff / 2**20, 2)
+                                for s in by_file[:top]}
+
+
 def run_corrotune(trials: int, storage: str, profile: str | None, **study: Any) -> Path:
     from rich.console import Console
 
@@ -170,7 +211,7 @@ class PeakRss:
     """The driver process's peak resident memory while active (``/proc/self/statm``, sampled every 0.2 s)."""
 
     def __init__(self) -> None:
-        self.peak_bytes = 0
+        self.peak_bytes = self.start_bytes = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -185,6 +226,7 @@ class PeakRss:
                 return
 
     def __enter__(self) -> PeakRss:
+        self.start_bytes = self._rss()
         self._thread.start()
         return self
 
@@ -201,6 +243,7 @@ def _with_rss(run) -> Callable[[], Path]:
         with PeakRss() as rss:
             path = run()
         measured.peak_mb = round(rss.peak_bytes / 2**20, 1)
+        measured.start_mb = round(rss.start_bytes / 2**20, 1)
         return path
 
     return measured
@@ -209,7 +252,10 @@ def _with_rss(run) -> Callable[[], Path]:
 def _end_to_end(run, trials: int) -> dict[str, Any]:
     measured = _with_rss(run)
     figures = _measure(measured, trials)
-    return {**figures, "driver_peak_rss_mb": measured.peak_mb}
+    # the process ran Ray's start, the warm-up and (for corrotune) the bare run before: its RSS at
+    # the start is what a fresh driver would not carry; the growth is the run's own
+    return {**figures, "driver_peak_rss_mb": measured.peak_mb, "driver_rss_at_start_mb": measured.start_mb,
+            "driver_rss_growth_mb": round(measured.peak_mb - measured.start_mb, 1)}
 
 
 def _driver_callbacks(args: argparse.Namespace, storage: str) -> dict[str, Any]:
@@ -244,6 +290,8 @@ def main() -> None:
     parser.add_argument("--callback-epochs", type=int, default=3)
     parser.add_argument("--callback-artifacts", type=int, default=2, help="PNGs each trial of that run logs to W&B")
     parser.add_argument("--skip-overhead", action="store_true", help="only the driver-callback run")
+    parser.add_argument("--memory", choices=("corrotune", "bare"),
+                        help="instead of timing: one run of that kind under tracemalloc; what the driver still holds at its end")
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     # num_to_keep forces experiment-state snapshots (in both runs); no warning about it, as the runner does
@@ -255,7 +303,13 @@ def main() -> None:
     report: dict[str, Any] = {"trials": args.trials, "cpus": args.cpus, "concurrent_trials": args.cpus}
     try:
         with tempfile.TemporaryDirectory(prefix="trial-overhead-") as storage, contextlib.redirect_stdout(sys.stderr):
-            if not args.skip_overhead:
+            if args.memory:
+                memory: dict[str, Any] = {}
+                run = (lambda: run_corrotune(args.trials, storage, None)) if args.memory == "corrotune" else (lambda: run_bare(args.trials, storage))
+                with _growth(memory):
+                    report[args.memory] = _end_to_end(run, args.trials)
+                report["memory"] = memory
+            elif not args.skip_overhead:
                 run_bare(min(args.trials, 20), storage, name="warm-up")
                 bare = _end_to_end(lambda: run_bare(args.trials, storage), args.trials)
                 corrotune = _end_to_end(lambda: run_corrotune(args.trials, storage, args.profile), args.trials)
@@ -269,7 +323,7 @@ def main() -> None:
                     "driver_peak_rss_mb": corrotune["driver_peak_rss_mb"], "rss_goal_mb": RSS_GOAL_MB,
                     "rss_goal_met": corrotune["driver_peak_rss_mb"] <= RSS_GOAL_MB,
                 })
-            if args.callback_trials:
+            if args.callback_trials and not args.memory:
                 report["driver_callbacks"] = _driver_callbacks(args, storage)
     finally:
         ray.shutdown()

@@ -4,7 +4,7 @@ Ray's extension point for "which config runs next" is the ``Searcher`` (its ``Re
 ``ConcurrencyLimiter`` wrap others the same way). :class:`AblationSearcher`:
 
 * hands out search trials round-robin over the cells, so every cell gets the same budget,
-  each suggested by that cell's own Optuna study (seeded; TPE with ``constant_liar``);
+  each suggested by that cell's own Optuna study (seeded; TPE with ``constant_liar``, its random start sized to the budget);
 * tells each study the trial's best epoch (all objectives; several give a Pareto front);
 * once a cell's search is over, queues its confirm runs: the best configuration (or the
   cell's fixed config without a search) with seeds ``first_seed, first_seed + 1, ...``;
@@ -46,10 +46,22 @@ class AskTellGridSampler(optuna.samplers.GridSampler):
         return None
 
 
-def _sampler(sampler: str, seed: int, grid: dict[str, list[Any]]):
+def tpe_startup_trials(budget: int) -> int:
+    """Random trials TPE draws before modelling, for a cell's search budget of ``budget`` trials.
+
+    Optuna's default is 10 whatever the budget: in a 16-trial search that leaves TPE almost no
+    trial of its own (it equalled random search in ``benchmarks/search_efficiency.py``). A
+    quarter of the budget, at least 2 (TPE needs a good and a bad trial to split) and at most
+    Optuna's 10.
+    """
+    return min(10, max(2, budget // 4))
+
+
+def _sampler(sampler: str, seed: int, grid: dict[str, list[Any]], budget: int = 0):
     if sampler == "tpe":
-        # constant_liar keeps parallel workers from proposing the same point (optuna#4714)
-        return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
+        # constant_liar keeps parallel workers from proposing the same point (optuna#4714);
+        # multivariate TPE is Optuna's default for one objective since 4.x (none is set here)
+        return optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=tpe_startup_trials(budget))
     if sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if sampler == "cmaes":
@@ -146,7 +158,7 @@ class AblationSearcher(Searcher):
                 cell.study = optuna.create_study(
                     study_name=f"{study_name}/{cell.label}",
                     directions=directions,
-                    sampler=_sampler(sampler, seed + index, grid or {}),
+                    sampler=_sampler(sampler, seed + index, grid or {}, trials_per_cell),
                 )
         self._trials: dict[str, _Issued] = {}
 

@@ -42,6 +42,9 @@ LOG_FILE = "corrotune.log"
 
 logger = logging.getLogger(__name__)
 
+SUMMARY_SHARE = 0.01
+"""Most of the driver's time that summaries after ``summary_every`` ended trials may take (each reads every trial)."""
+
 
 def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
@@ -88,7 +91,9 @@ class ProgressPrinter(tune.Callback):
         live: Live status line (``True``) or lines (``False``); by default live on a terminal.
         summary_every: A summary line (console without the live line; log file always) after
             this many trials end...
-        summary_interval_s: ...or after this many seconds, whichever comes first.
+        summary_interval_s: ...or after this many seconds, whichever comes first. Summaries
+            after ended trials are spaced out so that they take at most ``SUMMARY_SHARE`` of
+            the time (a summary costs in proportion to the trials).
         events_shown: Recent events kept (``events``), the last one shown on the status line.
         epochs_per_trial: Epochs a trial runs at most (the study's ``params.epochs``): the ETA
             counts epochs, not just ended trials, when given.
@@ -134,6 +139,7 @@ class ProgressPrinter(tune.Callback):
     def _reset_clocks(self) -> None:
         self.started = self._last_summary = self._last_refresh = time.monotonic()
         self._last_sync = float("-inf")
+        self._summary_cost_s = 0.0  # how long the last summary took
         self._ended_since_summary = 0
         self._last_summary_text = ""
         self._live: Live | None = None
@@ -267,14 +273,20 @@ class ProgressPrinter(tune.Callback):
         self._live.update(self.render(), refresh=True)
 
     def _maybe_summary(self) -> None:
-        due = time.monotonic() - self._last_summary >= self.summary_interval_s
+        since = time.monotonic() - self._last_summary
+        due = since >= self.summary_interval_s
         if (self._is_live and self.log_path is None) or not (due or self._ended_since_summary >= self.summary_every):
             return
+        if not due and since < self._summary_cost_s * (1.0 / SUMMARY_SHARE - 1.0):
+            return  # a summary reads every trial: at thousands of trials ending each second, fewer of them
         self._print_summary()
 
     def _print_summary(self) -> None:
-        self._last_summary, self._ended_since_summary = time.monotonic(), 0
+        started = time.monotonic()
+        self._ended_since_summary = 0
         self._last_summary_text = self.summary()
+        self._last_summary = time.monotonic()
+        self._summary_cost_s = self._last_summary - started
         self._to_log(self._last_summary_text)
         if not self._is_live:
             self.console.print(self._last_summary_text, markup=False, highlight=False, soft_wrap=True)

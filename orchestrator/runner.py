@@ -126,6 +126,11 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     wandb = wandb_callback(study, wandb_mode)
     if wandb is not None:
         callbacks.append(wandb)
+    from orchestrator.tensorboard import tensorboard_logger
+
+    tensorboard = tensorboard_logger()  # Ray's TensorBoard logger, its writes off the driver's loop
+    if tensorboard is not None:
+        callbacks.append(tensorboard)
     return tune.Tuner(
         _trainable(study),
         param_space=study.trial_param_space(),

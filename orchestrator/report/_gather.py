@@ -21,7 +21,7 @@ from corrotune.registry import closest
 from orchestrator.spec import Study, cell_label
 from orchestrator.trials_table import RESULT_FILE, TRIALS_FILE, load_trials_table
 
-__all__ = ["CellRuns", "ReportError", "StudyData", "gather", "read_history"]
+__all__ = ["CellRuns", "ReportError", "StudyData", "gather", "read_history", "trial_folders"]
 
 STUDY_FILE = "corrotune_study.yaml"  # orchestrator.runner.STUDY_FILE (runner imports Ray; this stays light)
 FINISHED = "TERMINATED"
@@ -223,12 +223,28 @@ def _stopped_early(row: dict[str, Any]) -> bool:
     return ran is not None and budget is not None and ran < budget
 
 
-def read_history(study_dir: Path, row: dict[str, Any]) -> list[dict[str, Any]]:
-    """The results a trial reported, from its ``result.json`` (empty when it has none)."""
-    folders = sorted(study_dir.glob(f"*_{row.get('trial_id')}"))  # runner._trial_dirname: <trainable>_<id>
-    if not folders:
+def trial_folders(study_dir: Path) -> dict[str, Path]:
+    """Trial id -> its folder (``runner._trial_dirname``: ``<trainable>_<id>``; the first by name), from one listing."""
+    folders: dict[str, Path] = {}
+    for folder in sorted(study_dir.glob("*_*")):
+        name = folder.name
+        for at, char in enumerate(name):  # every id the name ends in after a "_", as glob("*_<id>") matches
+            if char == "_":
+                folders.setdefault(name[at + 1:], folder)
+    return folders
+
+
+def read_history(study_dir: Path, row: dict[str, Any], folders: dict[str, Path] | None = None) -> list[dict[str, Any]]:
+    """The results a trial reported, from its ``result.json`` (empty when it has none).
+
+    Args:
+        folders: :func:`trial_folders` of ``study_dir``, for a caller that reads many trials
+            (a listing per trial made a report of n trials cost O(n²)).
+    """
+    folder = (folders if folders is not None else trial_folders(study_dir)).get(str(row.get("trial_id")))
+    if folder is None:
         return []
-    path = folders[0] / RESULT_FILE
+    path = folder / RESULT_FILE
     results = []
     try:
         with path.open() as handle:

@@ -13,11 +13,12 @@ from typing import Any, Optional
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from orchestrator.leaderboard import pareto_flags
-from orchestrator.report._gather import StudyData, _number, read_history
+from orchestrator.report._gather import StudyData, _number, read_history, trial_folders
 
 __all__ = ["Plot", "all_plots"]
 
@@ -72,10 +73,11 @@ def strip_box(data: StudyData) -> Optional[Plot]:
 def learning_curves(data: StudyData) -> Optional[Plot]:
     metric = "val/" + data.metric.split("/", 1)[1] if data.split == "test" else data.metric
     series = []
+    folders = trial_folders(data.study_dir)
     for cell in data.cells:
         by_epoch: dict[int, list[float]] = {}
         for row in cell.rows:
-            for result in read_history(data.study_dir, row):
+            for result in read_history(data.study_dir, row, folders):
                 epoch, value = result.get("training_iteration"), _number(result.get(metric))
                 if isinstance(epoch, int) and value is not None:
                     by_epoch.setdefault(epoch, []).append(value)
@@ -200,11 +202,15 @@ def parallel_coordinates(data: StudyData) -> Optional[Plot]:
     columns = min(len(cells), 3)
     fig = Figure(figsize=(4.6 * columns, 3.4 * math.ceil(len(cells) / columns)), layout="constrained")
     cmap = colormaps["viridis"]
+    x = np.arange(len(axes_keys), dtype=float)
     for n, cell in enumerate(cells):
         ax = fig.add_subplot(math.ceil(len(cells) / columns), columns, n + 1)
-        for r in (r for r in search if r.get("cell") == cell.label):
-            ax.plot(range(len(axes_keys)), [scaled[k][id(r)] for k in axes_keys], color=cmap(scaled[axes_keys[-1]][id(r)]),
-                    alpha=0.8, marker="o", ms=3)
+        ys = np.array([[scaled[k][id(r)] for k in axes_keys] for r in search if r.get("cell") == cell.label])
+        colors = cmap(ys[:, -1])
+        # one artist for all the trials' lines and one for their markers: thousands of Line2Ds
+        # took seconds to build and draw at the end of a large study
+        ax.add_collection(LineCollection([np.column_stack([x, y]) for y in ys], colors=colors, alpha=0.8))
+        ax.scatter(np.tile(x, len(ys)), ys.ravel(), c=np.repeat(colors, len(x), axis=0), s=9, alpha=0.8, zorder=3)
         ax.set_xticks(range(len(axes_keys)), [k.split("/", 1)[1] for k in axes_keys], rotation=30, fontsize=7)
         ax.set_yticks([0, 1], ["low", "high"], fontsize=7)
         ax.set_title(cell.label, fontsize=8)

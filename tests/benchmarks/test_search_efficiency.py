@@ -85,8 +85,8 @@ def test_report_targets_one_point_below_the_grid_best_and_counts_the_grid_in_ful
     out = replay.report(table, seeds=2, scheduler={"name": "asha"}, concurrency=2, within=1.0, goal=0.3)
     grid = out["grid"]
     assert grid["epochs"] == 4 * 3
-    assert grid["best"] == 89.5 and grid["best_params"] == {"x": 2} and grid["best_epoch"] == 2
-    assert grid["target"] == 88.5 and grid["configs_within_target"] == 2  # 89.0 of config 1 counts
+    assert grid["best"] == 89.5 and grid["best_config"] == {"x": 2} and grid["best_per_training_seed"] == [89.5]
+    assert grid["target_per_world"] == [88.5, 88.5] and grid["configs_within_target_per_world"] == [2, 2]  # 89.0 counts
     for method in ("tpe_asha", "random_asha"):
         found = out["methods"][method]["epochs_to_within"]
         assert len(found["per_seed"]) == 2
@@ -94,6 +94,44 @@ def test_report_targets_one_point_below_the_grid_best_and_counts_the_grid_in_ful
         if "ratio_vs_grid" in found:
             assert found["ratio_vs_grid"]["max"] == round(found["max"] / 12, 3)
     assert json.dumps(out)  # the benchmark prints it as JSON
+
+
+def test_with_several_training_seeds_each_replay_is_scored_against_the_grid_of_its_own_world(replay):
+    # seed 0's grid peaks at config 1 (a lucky 95), seed 1's at config 2; config 2 is best on average
+    curves = {(0,): [[40.0, 50.0], [45.0, 52.0]], (1,): [[60.0, 95.0], [60.0, 61.0]], (2,): [[70.0, 84.0], [80.0, 86.0]]}
+    table = {"setup": {"grid": {"x": [0, 1, 2]}, "params": {"epochs": 2}, "metric": "val/accuracy"},
+             "configs": [{"params": {"x": x}, "curves": c} for (x,), c in curves.items()]}
+    out = replay.report(table, seeds=6, scheduler={"name": "asha"}, concurrency=1, within=1.0, goal=0.3)
+    grid = out["grid"]
+    worlds = [replay.draw_world(curves, seed) for seed in range(6)]
+    assert grid["best_per_world"] == [max(max(curves[c][i]) for c, i in w.items()) for w in worlds]
+    assert set(grid["best_per_world"]) <= {95.0, 86.0, 84.0} and len(set(map(str, worlds))) > 1
+    assert grid["target_per_world"] == [b - 1.0 for b in grid["best_per_world"]]
+    assert grid["best_per_training_seed"] == [95.0, 86.0]
+    assert grid["best_config"] == {"x": 2} and grid["best_config_mean"] == 85.0
+    assert out["against_best_config_mean"]["target"] == 84.0
+    assert grid["best_per_config"]["x=1"] == [95.0, 61.0] and grid["mean_curve_per_config"]["x=2"] == [75.0, 85.0]
+    assert grid["epochs"] == 3 * 2  # the grid a user runs: every configuration once
+
+
+def test_a_replay_follows_its_worlds_curve_for_every_trial_of_a_configuration_whatever_the_sampler(replay):
+    # seed 0's curves end in 10 + x, seed 1's in 50 + x
+    curves = {(x,): [[0.0, 10.0 + x], [0.0, 50.0 + x]] for x in range(4)}
+    grid = {"x": [0, 1, 2, 3]}
+    world = replay.draw_world(curves, 4)
+    runs = {sampler: replay.replay_search(curves, grid, epochs=2, sampler=sampler, seed=4, target=99.0, budget=16,
+                                          scheduler={"name": "fifo"}, concurrency=1, max_trials=8)
+            for sampler in ("tpe", "random")}
+    for run in runs.values():
+        assert run.trials == 8
+        assert run.training_seeds == [world[config] for config, _ in run.trials_run]  # repeats: the same curve
+        last = [curves[config][world[config]][-1] for config, _ in run.trials_run]
+        assert [run.best_trace[2 * i + 1] for i in range(8)] == [max(last[:i + 1]) for i in range(8)]  # FIFO: to the end
+    assert world == replay.draw_world(curves, 4) and set(world.values()) <= {0, 1}
+    assert len({str(replay.draw_world(curves, seed)) for seed in range(8)}) > 1  # the noise is drawn anew per seed
+    again = replay.replay_search(curves, grid, epochs=2, sampler="tpe", seed=4, target=99.0, budget=16,
+                                 scheduler={"name": "fifo"}, concurrency=1, max_trials=8)
+    assert again == runs["tpe"]
 
 
 def test_seeds_that_miss_are_reported_apart_and_fail_the_goal(replay):
@@ -159,7 +197,8 @@ def test_a_missing_grid_point_is_an_error_naming_the_study(tmp_path, monkeypatch
 
 @pytest.mark.parametrize(("argv", "message"), [
     (["--data", "/nonexistent/xsdd"], r"--data /nonexistent/xsdd: no such folder"),
-    (["--seeds", "0"], r"--seeds must be at least 1"),
+    (["--seeds", "0"], r"--seeds and --training-seeds must be at least 1"),
+    (["--training-seeds", "0"], r"--seeds and --training-seeds must be at least 1"),
     (["--epochs", "1"], r"--epochs must be at least 2"),
 ])
 def test_the_command_refuses_bad_options_before_anything_runs(monkeypatch, argv, message):

@@ -241,3 +241,23 @@ def test_the_search_algorithm_limits_concurrency_like_ray_would(demo_raw):
     assert isinstance(algorithm.searcher.searcher, AblationSearcher) and _get_max_pending_trials(algorithm) == 3
     unlimited = search_algorithm(validate_study({**demo_raw, "max_concurrent_trials": None}, "demo.yaml"))
     assert isinstance(unlimited.searcher, AblationSearcher)
+
+
+@pytest.mark.parametrize("budget, startup", [(8, 2), (16, 4), (40, 10), (400, 10)])
+def test_tpe_draws_a_quarter_of_a_small_budget_at_random_then_models(budget, startup):
+    """TPE's random start is sized to the cell's budget (Optuna's fixed 10 left a 16-trial search
+    no modelled trial): its first ``startup`` suggestions are exactly a seeded random search's,
+    the next one is TPE's own; and the same seed gives the same search."""
+    def run(sampler: str) -> list[float]:
+        searcher = _searcher(cells=[({}, {})], sampler=sampler, trials_per_cell=budget, repeats=0, seed=3)
+        lrs = []
+        for i in range(startup + 1):
+            config = searcher.suggest(f"t{i}")
+            lrs.append(config["lr"])
+            searcher.on_trial_complete(f"t{i}", {"val/accuracy": _score(config)})
+        return lrs
+
+    tpe, random = run("tpe"), run("random")
+    assert tpe[:startup] == random[:startup]
+    assert tpe[startup] != random[startup]
+    assert run("tpe") == tpe

@@ -235,3 +235,26 @@ def test_a_started_trial_without_a_result_spends_no_epoch_of_the_eta(monkeypatch
     clock.now += 30
     printer.on_step_end(1, trials)
     assert printer.eta_s() is None and "ETA" not in printer.summary()
+
+
+def test_summaries_after_ended_trials_take_at_most_their_share_of_the_time(monkeypatch):
+    clock = _Clock()
+    monkeypatch.setattr("orchestrator.progress.time.monotonic", clock)
+    console = _log_console()
+    printer = ProgressPrinter(OBJECTIVES, console, summary_every=1, summary_interval_s=3600)
+    trials = [_trial(f"t{n}", "base") for n in range(6)]
+    printer.setup(total_num_samples=len(trials))
+
+    def summaries() -> int:
+        return sum("done, " in line for line in console.file.getvalue().splitlines())
+
+    slow = printer.summary
+    monkeypatch.setattr(printer, "summary", lambda: (setattr(clock, "now", clock.now + 0.1), slow())[1])  # 0.1 s each
+    printer.on_trial_complete(1, trials, trials[0])
+    assert summaries() == 1
+    clock.now += 5.0  # less than 0.1 s / SUMMARY_SHARE since
+    printer.on_trial_complete(2, trials, trials[1])
+    assert summaries() == 1
+    clock.now += 5.0
+    printer.on_trial_complete(3, trials, trials[2])
+    assert summaries() == 2 and "3/6 done" in console.file.getvalue().splitlines()[-1]

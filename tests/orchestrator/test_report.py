@@ -286,3 +286,17 @@ def test_trials_a_scheduler_stopped_early_are_a_note_not_missing_runs(tmp_path):
     assert any("2 search trial(s) were stopped early by the asha scheduler" in n for n in report["notes"])
     assert not any("TERMINATED" in m for m in report["missing"])  # stopped early is not missing
     assert "x=b: trial ffffffff is ERROR" in report["missing"]  # a failed trial still is
+
+
+def test_trial_folders_find_each_trial_as_a_listing_per_trial_did(tmp_path):
+    from orchestrator.report._gather import read_history, trial_folders
+
+    for name in ("noop_abc", "noop_abc_00001", "classifier_x_00002", "data"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "noop_abc_00001" / "result.json").write_text('{"training_iteration": 1}\nhalf a li')
+    folders = trial_folders(tmp_path)
+    for trial_id in ("abc", "abc_00001", "00001", "x_00002", "00002", "missing"):
+        by_glob = sorted(tmp_path.glob(f"*_{trial_id}"))
+        assert folders.get(trial_id) == (by_glob[0] if by_glob else None)
+    assert read_history(tmp_path, {"trial_id": "abc_00001"}, folders) == [{"training_iteration": 1}]
+    assert read_history(tmp_path, {"trial_id": "missing"}) == []

@@ -390,3 +390,20 @@ def test_trials_csv_survives_tuner_restore(tmp_path, ray_session):
     assert after[done_before]["best/val/accuracy"] == before[done_before]["best/val/accuracy"] == "0.2"
     assert read_heartbeat(study)["state"] == "finished"
     assert (study / DRIVER_FILE).exists()
+
+
+def test_status_counts_follow_every_change_and_survive_pickling():
+    from collections import Counter
+
+    table = TrialsTable(OBJECTIVES)
+    table.observe("a", status="RUNNING")
+    table.observe("b")
+    table.observe("a", status="TERMINATED")
+    table.sync([SimpleNamespace(trial_id="b", status="ERROR", config={}, last_result={}, path=None),
+                SimpleNamespace(trial_id="c", status="PENDING", config={}, last_result={}, path=None)])
+    table.sync([SimpleNamespace(trial_id="a", status="RUNNING", config={}, last_result={}, path=None)])  # ended stays ended
+    assert table.status_counts() == {"TERMINATED": 1, "ERROR": 1, "PENDING": 1}
+    assert table.status_counts() == Counter(row["status"] for row in table.rows())
+    restored = pickle.loads(pickle.dumps(table))
+    restored.observe("d", status="RUNNING")
+    assert restored.status_counts() == {"TERMINATED": 1, "ERROR": 1, "PENDING": 1, "RUNNING": 1}

@@ -1,0 +1,112 @@
+"""TensorBoard event files are written off the driver's loop, into the trial folders, and Ray adds no logger of its own."""
+
+from __future__ import annotations
+
+import pickle
+import struct
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.fs
+import pytest
+from tensorboardX.proto import event_pb2
+
+from orchestrator.ray_repairs.atomic_fs import atomic_local_filesystem
+from orchestrator.tensorboard import BackgroundTensorBoard
+
+
+def read_scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """``{tag: [(step, value), ...]}`` of every event file in ``folder`` (TFRecord framing, as TensorBoard reads it)."""
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack_from("<Q", data, at)
+            event = event_pb2.Event.FromString(data[at + 12: at + 12 + length])
+            at += 12 + length + 4
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((event.step, value.simple_value))
+    return scalars
+
+
+class Storage:
+    def __init__(self, filesystem) -> None:
+        self.storage_filesystem = filesystem
+
+
+class FakeTrial:
+    """What the logger reads of a Ray ``Trial``."""
+
+    def __init__(self, root: Path, filesystem, trial_id: str = "t1") -> None:
+        self.trial_id, self.evaluated_params = trial_id, {"lr": 0.1}
+        self.path = str(root / "study" / trial_id)
+        self.local_path = str(root / "staging" / trial_id)
+        self.storage = Storage(filesystem)
+
+
+def run_trial(logger: BackgroundTensorBoard, trial: FakeTrial, epochs: int = 3) -> None:
+    logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch in range(1, epochs + 1):
+        logger.on_trial_result(iteration=epoch, trials=[trial], trial=trial,
+                               result={"training_iteration": epoch, "val/f1": epoch / 10, "config": {"lr": 0.1}})
+    logger.on_trial_complete(iteration=epochs, trials=[trial], trial=trial)
+
+
+def test_hooks_return_while_the_writes_wait_and_the_event_file_lands_in_the_study_folder(tmp_path):
+    logger, gate = BackgroundTensorBoard(), threading.Event()
+    trial = FakeTrial(tmp_path, atomic_local_filesystem())
+    logger._queue(lambda: gate.wait(30))  # a slow disk: the lane is busy
+    started = time.perf_counter()
+    run_trial(logger, trial)
+    assert time.perf_counter() - started < 1.0  # nothing waited on the lane
+    assert not list(Path(trial.path).glob("events.out.tfevents.*"))
+    gate.set()
+    logger.on_experiment_end(trials=[trial])
+    scalars = read_scalars(Path(trial.path))
+    assert scalars["ray/tune/val/f1"] == [(1, pytest.approx(0.1)), (2, pytest.approx(0.2)), (3, pytest.approx(0.3))]
+    assert not Path(trial.local_path).exists()  # local storage: straight into the study folder
+
+
+def test_remote_storage_writes_to_staging_and_uploads_at_the_end(tmp_path):
+    remote = pyarrow.fs.SubTreeFileSystem(str(tmp_path / "bucket"), pyarrow.fs.LocalFileSystem())
+    (tmp_path / "bucket").mkdir()
+    trial = FakeTrial(tmp_path, remote)
+    trial.path = "study/t1"  # a path inside the bucket
+    logger = BackgroundTensorBoard()
+    run_trial(logger, trial)
+    logger.on_experiment_end(trials=[trial])
+    assert read_scalars(Path(trial.local_path))["ray/tune/val/f1"][-1][0] == 3
+    assert read_scalars(tmp_path / "bucket" / "study" / "t1")["ray/tune/val/f1"][-1][0] == 3
+
+
+def test_pickles_mid_run_and_restores_empty(tmp_path):
+    logger = BackgroundTensorBoard()
+    trial = FakeTrial(tmp_path, atomic_local_filesystem())
+    logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    logger.on_trial_result(iteration=1, trials=[trial], trial=trial, result={"training_iteration": 1, "score": 1.0})
+    logger._lane.drain(timeout_s=30)  # an open SummaryWriter (a thread) inside
+    restored = pickle.loads(pickle.dumps(logger))  # Ray rewrites tuner.pkl with its callbacks
+    assert isinstance(restored, BackgroundTensorBoard) and restored._lane is None
+    run_trial(restored, FakeTrial(tmp_path, atomic_local_filesystem(), "t2"))
+    restored.on_experiment_end(trials=[])
+    assert [step for step, _ in read_scalars(tmp_path / "study" / "t2")["ray/tune/val/f1"]] == [1, 2, 3]
+    logger.on_experiment_end(trials=[trial])
+
+
+def test_ray_adds_no_tensorboard_logger_of_its_own_and_keeps_json_and_csv():
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback, TBXLoggerCallback
+    from ray.tune.utils.callback import _create_default_callbacks
+
+    ours = BackgroundTensorBoard()
+    callbacks = _create_default_callbacks([ours], metric="score", mode="max")
+    assert [c for c in callbacks if isinstance(c, TBXLoggerCallback)] == [ours]
+    assert any(isinstance(c, JsonLoggerCallback) for c in callbacks)
+    assert any(isinstance(c, CSVLoggerCallback) for c in callbacks)
+
+
+def test_a_study_run_leaves_event_files_tensorboard_reads_in_its_trial_folders(tiny_study):
+    [trial_dir] = [p for p in tiny_study.iterdir() if (p / "result.json").is_file()]
+    scalars = read_scalars(trial_dir)
+    assert [step for step, _ in scalars["ray/tune/val/accuracy"]] == [1, 2]
