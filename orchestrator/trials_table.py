@@ -291,30 +291,28 @@ def best_value(row: Mapping[str, Any], objective: Objective) -> float | None:
     return value if isinstance(value, (int, float)) and not math.isnan(value) else None
 
 
+def _rank_key(row: Mapping[str, Any], objective: Objective) -> tuple[bool, bool, float]:
+    """Sorts rows best first: errored trials after all others, within each group those without a value last."""
+    value = best_value(row, objective)
+    return row.get("status") == "ERROR", value is None, (-1.0 if objective[1] == "max" else 1.0) * (value or 0.0)
+
+
 def rank_rows(rows: list[dict[str, Any]], objective: Objective) -> list[dict[str, Any]]:
     """Rows by their best value of ``objective``, best first; errored trials after all others,
     and within each group trials without a value last."""
-    sign = -1.0 if objective[1] == "max" else 1.0
-
-    def key(row: dict[str, Any]) -> tuple[bool, bool, float]:
-        value = best_value(row, objective)
-        return row.get("status") == "ERROR", value is None, sign * (value or 0.0)
-
-    return sorted(rows, key=key)
+    return sorted(rows, key=lambda row: _rank_key(row, objective))
 
 
 def best_rows_by_cell(rows: list[dict[str, Any]], objective: Objective) -> dict[str, dict[str, Any] | None]:
     """The best row of each cell by ``objective`` (``None`` while no trial of it reported), ranked
     as :func:`rank_rows` ranks them; one pass, no sort (the live status line calls it often)."""
-    sign = -1.0 if objective[1] == "max" else 1.0
-    cells: dict[str, tuple[tuple[bool, float], dict[str, Any]] | None] = {}
+    cells: dict[str, tuple[tuple[bool, bool, float], dict[str, Any]] | None] = {}
     for row in rows:
-        cell, value = row["cell"], best_value(row, objective)
-        best = cells.setdefault(cell, None)
-        if value is not None:
-            key = (row.get("status") == "ERROR", sign * value)
+        best = cells.setdefault(row["cell"], None)
+        if best_value(row, objective) is not None:
+            key = _rank_key(row, objective)
             if best is None or key < best[0]:  # ties: the earlier row, as the stable sort keeps it
-                cells[cell] = (key, row)
+                cells[row["cell"]] = (key, row)
     return {cell: best[1] if best else None for cell, best in cells.items()}
 
 
