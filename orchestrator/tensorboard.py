@@ -23,10 +23,10 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-import pyarrow.fs
 from ray.tune.logger import TBXLoggerCallback
 
 from orchestrator._background import Background
+from orchestrator.ray_repairs.atomic_fs import trial_is_local, upload
 
 __all__ = ["BackgroundTensorBoard", "tensorboard_logger"]
 
@@ -45,12 +45,6 @@ def tensorboard_logger() -> BackgroundTensorBoard | None:
     except ImportError:
         logger.info("tensorboardX is not installed: no TensorBoard event files")
         return None
-
-
-def _is_local(trial: Any) -> bool:
-    from orchestrator.ray_repairs.atomic_fs import is_local
-
-    return is_local(trial.storage.storage_filesystem)
 
 
 class _TrialFolder:
@@ -99,7 +93,7 @@ class BackgroundTensorBoard(TBXLoggerCallback):
         self._lane.submit(work)
 
     def _folder(self, trial: Any) -> _TrialFolder:
-        if _is_local(trial):
+        if trial_is_local(trial):
             return _TrialFolder(trial, trial.path)
         self._remote[trial.trial_id] = (trial.storage.storage_filesystem, trial.local_path, trial.path)
         return _TrialFolder(trial, trial.local_path)
@@ -126,15 +120,7 @@ class BackgroundTensorBoard(TBXLoggerCallback):
         if self._lane is not None and not self._lane.drain(timeout_s=DRAIN_TIMEOUT_S):
             logger.warning("TensorBoard: %d writes not done within %.0f s; some event files may lack their last steps",
                            self._lane.pending(), DRAIN_TIMEOUT_S)
-        for trial_id, (filesystem, staging, target) in sorted(self._remote.items()):
-            _upload_event_files(filesystem, Path(staging), target, trial_id)
+        for _, (filesystem, staging, target) in sorted(self._remote.items()):
+            for path in sorted(Path(staging).glob(EVENT_FILES)):
+                upload(filesystem, path, target)
         self._remote.clear()
-
-
-def _upload_event_files(filesystem: Any, staging: Path, target: str, trial_id: str) -> None:
-    for path in sorted(staging.glob(EVENT_FILES)):
-        try:
-            filesystem.create_dir(target, recursive=True)
-            pyarrow.fs.copy_files(str(path), f"{target}/{path.name}", destination_filesystem=filesystem)
-        except OSError as err:
-            logger.warning("could not upload %s of trial %s: %s", path.name, trial_id, err)

@@ -23,6 +23,7 @@ with "Ran out of input" (ray-project/ray#58179).
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -31,7 +32,12 @@ from typing import Any
 import pyarrow
 import pyarrow.fs
 
-__all__ = ["TMP_SUFFIX", "AtomicLocalHandler", "atomic_local_filesystem", "is_local", "remove_leftovers"]
+__all__ = [
+    "TMP_SUFFIX", "AtomicLocalHandler", "atomic_local_filesystem", "is_local", "remove_leftovers", "trial_is_local",
+    "upload",
+]
+
+logger = logging.getLogger(__name__)
 
 TMP_SUFFIX = ".corrotune-tmp"
 """Suffix of a file being written; one left behind was cut short by a kill and is never read."""
@@ -146,6 +152,28 @@ def is_local(filesystem: pyarrow.fs.FileSystem | None) -> bool:
     if isinstance(filesystem, pyarrow.fs.LocalFileSystem):
         return True
     return isinstance(filesystem, pyarrow.fs.PyFileSystem) and isinstance(filesystem.handler, AtomicLocalHandler)
+
+
+def trial_is_local(trial: Any) -> bool:
+    """Whether a Ray ``Trial``'s storage is a local path (its study folder is on this machine)."""
+    return is_local(trial.storage.storage_filesystem)
+
+
+def upload(filesystem: pyarrow.fs.FileSystem, source: Path, folder: str, name: str | None = None) -> bool:
+    """Copies ``source`` (a file, or a folder with its content) to ``folder/<name>`` on ``filesystem``.
+
+    For a driver's staged files that Ray's own sync would not copy in time. ``name`` defaults to
+    ``source``'s; ``folder`` is created. A storage error is logged as a warning and returns False
+    (Ray's next sync may still catch up).
+    """
+    target = f"{folder}/{name or source.name}"
+    try:
+        filesystem.create_dir(target if source.is_dir() else folder, recursive=True)
+        pyarrow.fs.copy_files(str(source), target, destination_filesystem=filesystem)
+    except OSError as err:
+        logger.warning("could not copy %s to %s: %s", source, target, err)
+        return False
+    return True
 
 
 def remove_leftovers(folder: Path) -> list[Path]:

@@ -37,20 +37,14 @@ class UploadBeforeRetry(tune.Callback):
     """On ``on_trial_recover`` copies the trial's staged result files to its storage folder."""
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        import pyarrow.fs
+        from orchestrator.ray_repairs.atomic_fs import upload
 
         local, remote = Path(trial.local_path), Path(trial.path)
         if local == remote:
             return
-        filesystem = trial.storage.storage_filesystem
         for name in RESULT_FILES:
-            if not (local / name).is_file():
-                continue
-            try:
-                filesystem.create_dir(remote.as_posix(), recursive=True)
-                pyarrow.fs.copy_files(str(local / name), (remote / name).as_posix(), destination_filesystem=filesystem)
-            except OSError as err:  # storage hiccup: Ray's own sync may still catch up
-                logger.warning("could not upload %s of trial %s before its retry: %s", name, trial.trial_id, err)
+            if (local / name).is_file():
+                upload(trial.storage.storage_filesystem, local / name, remote.as_posix())
 
 
 class DropRepeatedResults(tune.Callback):

@@ -45,6 +45,7 @@ from ray.util.queue import Queue, _QueueActor
 from orchestrator._background import Background
 from orchestrator._wandb_artifacts import ARTIFACT_COUNT_KEY, SYNC_WAIT_S, artifact_images
 from orchestrator._wandb_history import Root, last_logged_step
+from orchestrator.ray_repairs.atomic_fs import trial_is_local, upload
 from orchestrator.ray_repairs.wandb_actor import IMAGES, ContinuousWandbLoggingActor, redact_secrets
 from trainables import TRIAL_META_KEY
 
@@ -78,12 +79,6 @@ class _OneClassQueue(Queue):
             _OneClassQueue._actor_class = ray.remote(_QueueActor)
         self.maxsize = maxsize
         self.actor = _OneClassQueue._actor_class.options(**(actor_options or {})).remote(maxsize)
-
-
-def _is_local(trial: Any) -> bool:
-    from orchestrator.ray_repairs.atomic_fs import is_local
-
-    return is_local(trial.storage.storage_filesystem)
 
 
 class TrialWandbLoggerCallback(WandbLoggerCallback):
@@ -164,12 +159,12 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
 
     def _folders(self, trial: Any) -> tuple[str, ...]:
         """The trial's local folders: the study's (where W&B writes) when storage is local, and staging."""
-        return tuple(dict.fromkeys([trial.path if _is_local(trial) else trial.local_path, trial.local_path]))
+        return tuple(dict.fromkeys([trial.path if trial_is_local(trial) else trial.local_path, trial.local_path]))
 
     def _trial_files(self, trial: Any, name: str) -> tuple[Root, ...]:
         """``name`` in the trial's folders: for remote storage the stored copy (a new session's
         staging folder lacks it) comes first, then the local ones."""
-        stored = () if _is_local(trial) else ((trial.storage.storage_filesystem, f"{trial.path}/{name}"),)
+        stored = () if trial_is_local(trial) else ((trial.storage.storage_filesystem, f"{trial.path}/{name}"),)
         return (*stored, *(str(Path(f) / name) for f in self._folders(trial)))
 
     def log_trial_start(self, trial: Any) -> None:
@@ -310,7 +305,7 @@ class TrialWandbLoggerCallback(WandbLoggerCallback):
                            self._background.pending(), self._upload_timeout)
         super().on_experiment_end(trials, **info)  # waits for the runs to finish
         for trial in trials:
-            if not _is_local(trial):
+            if not trial_is_local(trial):
                 _upload_offline_runs(trial)
 
 
@@ -320,12 +315,6 @@ def _upload_offline_runs(trial: Any) -> None:
     Ray's last sync of the staging folder comes before the callbacks' ``on_experiment_end``,
     so without this a run's last rows and its exit record would stay on the driver.
     """
-    filesystem = trial.storage.storage_filesystem
     for folder in sorted(Path(trial.local_path, "wandb").glob("offline-run-*")):
         if folder.is_dir() and not folder.is_symlink() and any(folder.glob("run-*.wandb")):
-            target = f"{trial.path}/wandb/{folder.name}"
-            try:
-                filesystem.create_dir(target, recursive=True)
-                pyarrow.fs.copy_files(str(folder), target, destination_filesystem=filesystem)
-            except OSError as err:
-                logger.warning("could not copy the W&B run %s to %s: %s", folder, target, err)
+            upload(trial.storage.storage_filesystem, folder, f"{trial.path}/wandb")
