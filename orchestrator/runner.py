@@ -103,7 +103,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
 
     from orchestrator.ray_repairs.checkpoints import CheckpointPruner
     from orchestrator._failures import StopRepeatedFailures
-    from orchestrator.ray_repairs.trial_files import DropRepeatedResults, UploadBeforeRetry
+    from orchestrator.ray_repairs.trial_files import DropRepeatedResults, SettleEndedTrials, UploadBeforeRetry
     from orchestrator.ablation import search_algorithm
     from orchestrator.progress import LOG_FILE, ProgressPrinter
     from orchestrator.schedulers import build_scheduler, build_stopper
@@ -118,6 +118,7 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
         TrialsTableCallback(place.local_dir, objectives),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
+        SettleEndedTrials(),  # Ray's snapshots stop rewriting the files of trials that ended
         # keeps the best checkpoints, never the one a resume from the stored state needs
         CheckpointPruner(study.checkpoints.num_to_keep, objective.metric, objective.mode),
         # Ray's retries stop for a trial that fails again before it reports anything

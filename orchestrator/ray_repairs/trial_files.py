@@ -10,6 +10,12 @@ Ray records a result and registers that result's checkpoint in two steps; a snap
 between resumes the trial from the checkpoint before, so it reports that result again.
 :class:`DropRepeatedResults` removes the rows a (re)started trial is about to report again.
 
+Each snapshot copies the whole staging folder, so every trial that ever ran has its files
+rewritten with every snapshot: O(trials) per snapshot, O(trials²) per study.
+:class:`SettleEndedTrials` marks an ended trial's staged files final
+(:func:`~orchestrator.ray_repairs.atomic_fs.settle`): the next snapshot copies them once more,
+later ones leave them alone.
+
 Private Ray names used: none (public ``tune.Callback`` hooks; Ray's trial folder layout).
 Upstream: ray-project/ray#5263 (results after a trial's fail and restore lost), #4187 (a
 restored trial's rows repeated).
@@ -26,7 +32,7 @@ from typing import Any
 
 from ray import tune
 
-__all__ = ["DropRepeatedResults", "UploadBeforeRetry"]
+__all__ = ["DropRepeatedResults", "SettleEndedTrials", "UploadBeforeRetry"]
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +51,50 @@ class UploadBeforeRetry(tune.Callback):
         for name in RESULT_FILES:
             if (local / name).is_file():
                 upload(trial.storage.storage_filesystem, local / name, remote.as_posix())
+
+
+class SettleEndedTrials(tune.Callback):
+    """Settles each ended trial's staged result files (local storage only; see the module doc).
+
+    A trial that ended (``on_trial_complete``, or ``on_trial_error`` after its last retry) is
+    settled at the end of that controller step, after every callback (Ray's loggers close the
+    trial's files in theirs). Trials with remote storage are left to Ray's own filesystem.
+    """
+
+    def __init__(self) -> None:
+        self._ended: list[Any] = []
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {}  # the Tuner pickles its callbacks: no trial to carry
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__()
+
+    def setup(self, **info: Any) -> None:
+        from orchestrator.ray_repairs.atomic_fs import forget_settled
+
+        forget_settled()
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended.append(trial)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._ended.append(trial)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._ended:
+            self._settle()
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        self._settle()
+
+    def _settle(self) -> None:
+        from orchestrator.ray_repairs.atomic_fs import settle, trial_is_local
+
+        ended, self._ended = self._ended, []
+        for trial in ended:
+            if trial.local_path != trial.path and trial_is_local(trial):
+                settle(Path(trial.local_path), trial.path)
 
 
 class DropRepeatedResults(tune.Callback):

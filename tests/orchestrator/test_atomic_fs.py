@@ -94,3 +94,59 @@ def test_it_travels_to_workers_and_counts_as_local():
 def test_a_path_study_gets_it_and_a_cloud_study_keeps_rays(tmp_path):
     assert is_local(StudyPlace.create(tmp_path, "demo").storage_filesystem)
     assert StudyPlace.create("s3://bucket/corrotune", "demo").storage_filesystem is None
+
+
+def _snapshot(source, target) -> None:
+    """What Ray's experiment snapshot does: copy the whole staging folder to the study folder."""
+    pyarrow.fs.copy_files(str(source), str(target), destination_filesystem=atomic_local_filesystem())
+
+
+def test_a_settled_trials_files_are_copied_once_more_then_left_out_of_later_snapshots(tmp_path):
+    from orchestrator.ray_repairs.atomic_fs import forget_settled, settle
+
+    staging, study = tmp_path / "staging", tmp_path / "study"
+    (staging / "trial_1").mkdir(parents=True)
+    (staging / "trial_1" / "result.json").write_bytes(OLD)
+    (staging / "trial_1" / "error.txt").write_text("boom")
+    (staging / "tuner.pkl").write_bytes(b"state 1")
+    study.mkdir()
+    try:
+        _snapshot(staging, study)
+        with (staging / "trial_1" / "result.json").open("ab") as handle:  # the trial's last result
+            handle.write(b'{"epoch": 3}\n')
+        assert settle(staging / "trial_1", str(study / "trial_1")) == 1  # result.json only: error.txt is not Ray's logger's
+
+        _snapshot(staging, study)  # the first snapshot after: a whole copy of the final bytes
+        assert (study / "trial_1" / "result.json").read_bytes() == OLD + b'{"epoch": 3}\n'
+        assert (staging / "trial_1" / "result.json").exists()
+
+        (staging / "tuner.pkl").write_bytes(b"state 2")
+        _snapshot(staging, study)  # the next: nothing rewritten, the staged copy gone
+        assert not (staging / "trial_1" / "result.json").exists()
+        assert (staging / "trial_1" / "error.txt").exists()  # not settled: stays, and is copied
+        assert (study / "trial_1" / "result.json").read_bytes() == OLD + b'{"epoch": 3}\n'
+        assert (study / "tuner.pkl").read_bytes() == b"state 2"
+        _snapshot(staging, study)
+        assert (study / "trial_1" / "result.json").read_bytes() == OLD + b'{"epoch": 3}\n'
+    finally:
+        forget_settled()
+
+
+def test_a_settled_file_written_again_is_copied_as_before(tmp_path):
+    from orchestrator.ray_repairs.atomic_fs import forget_settled, settle
+
+    staging, study = tmp_path / "staging", tmp_path / "study"
+    (staging / "trial_1").mkdir(parents=True)
+    (staging / "trial_1" / "result.json").write_bytes(OLD)
+    study.mkdir()
+    try:
+        settle(staging / "trial_1", str(study / "trial_1"))
+        _snapshot(staging, study)
+        os.utime(staging / "trial_1" / "result.json", ns=(1, 1))  # a restarted trial writes it again
+        with (staging / "trial_1" / "result.json").open("ab") as handle:
+            handle.write(b'{"epoch": 3}\n')
+        _snapshot(staging, study)
+        assert (staging / "trial_1" / "result.json").exists()
+        assert (study / "trial_1" / "result.json").read_bytes() == OLD + b'{"epoch": 3}\n'
+    finally:
+        forget_settled()
