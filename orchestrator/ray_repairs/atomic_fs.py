@@ -113,17 +113,18 @@ def _settled_entry(path: str) -> tuple[str, _Settled | None]:
 
 
 def _drop_staged(key: str, entry: _Settled) -> None:
-    """Deletes a settled file's staged copy (and its folder once empty): later snapshots do not list it.
+    """Deletes a settled file's staged copy: later snapshots do not list it.
 
     Only called from a snapshot's copy of that very file, which has opened it for reading
     already (pyarrow opens a copy's source before its destination), so the copy still reads it.
+    The trial's staged folder stays: its W&B logging actor may start after the trial ended and
+    makes that folder its working directory (Ray's ``_WandbLoggingActor`` calls ``os.chdir``).
     """
     _settled.pop(key, None)
     try:
         os.unlink(entry.staged)
-        os.rmdir(os.path.dirname(entry.staged))
     except OSError:
-        pass  # gone already, or the folder holds other files (error.txt ...)
+        pass  # gone already
 
 
 def _temporary_name(path: str) -> str:

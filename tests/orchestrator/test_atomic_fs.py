@@ -108,10 +108,13 @@ def test_a_settled_trials_files_are_copied_once_more_then_left_out_of_later_snap
     (staging / "trial_1").mkdir(parents=True)
     (staging / "trial_1" / "result.json").write_bytes(OLD)
     (staging / "trial_1" / "error.txt").write_text("boom")
+    (staging / "trial_2").mkdir()
+    (staging / "trial_2" / "result.json").write_bytes(OLD)
     (staging / "tuner.pkl").write_bytes(b"state 1")
     study.mkdir()
     try:
         _snapshot(staging, study)
+        settle(staging / "trial_2", str(study / "trial_2"))
         with (staging / "trial_1" / "result.json").open("ab") as handle:  # the trial's last result
             handle.write(b'{"epoch": 3}\n')
         assert settle(staging / "trial_1", str(study / "trial_1")) == 1  # result.json only: error.txt is not Ray's logger's
@@ -124,6 +127,8 @@ def test_a_settled_trials_files_are_copied_once_more_then_left_out_of_later_snap
         _snapshot(staging, study)  # the next: nothing rewritten, the staged copy gone
         assert not (staging / "trial_1" / "result.json").exists()
         assert (staging / "trial_1" / "error.txt").exists()  # not settled: stays, and is copied
+        assert not (staging / "trial_2" / "result.json").exists()
+        assert (staging / "trial_2").is_dir()  # emptied, kept: a late W&B actor makes it its working directory
         assert (study / "trial_1" / "result.json").read_bytes() == OLD + b'{"epoch": 3}\n'
         assert (study / "tuner.pkl").read_bytes() == b"state 2"
         _snapshot(staging, study)
