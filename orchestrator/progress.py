@@ -100,6 +100,10 @@ class ProgressPrinter(tune.Callback):
         time_budget_s: The study's ``stop.time_budget_s``: the ETA never passes its end.
         log_path: Also append every event and summary line here, plain and timestamped.
         refresh_interval_s: Least time between two redraws of the status line.
+        table: Read this table, fed by another callback that runs before this one (the
+            study's :class:`~orchestrator.trials_table.TrialsTableCallback`), instead of
+            keeping one of its own: one copy of every trial's rows, and their full syncs once
+            a second, not two.
 
     The earlier form ``ProgressPrinter(metric, mode, console)`` still works.
     """
@@ -118,10 +122,12 @@ class ProgressPrinter(tune.Callback):
         time_budget_s: float | None = None,
         log_path: str | os.PathLike | None = None,
         refresh_interval_s: float = 0.5,
+        table: TrialsTable | None = None,
     ) -> None:
         if isinstance(console, str):  # the earlier ProgressPrinter(metric, mode, console) call
             objectives, console = [(objectives, console)], _legacy_console
-        self.table = TrialsTable(objectives)
+        self._feeds = table is None  # keeps its own table up to date; else reads one fed before it
+        self.table = TrialsTable(objectives) if table is None else table
         self.objectives = self.table.objectives
         self.console = console or Console(stderr=True)
         self.prefer_live = live
@@ -156,7 +162,8 @@ class ProgressPrinter(tune.Callback):
             self.best = state.get("best")
             return
         # pickled before the ETA, or before the status line and its log file
-        self.__dict__.update({"epochs_per_trial": None, "time_budget_s": None, "log_path": None, "refresh_interval_s": 0.5, **state})
+        self.__dict__.update({"epochs_per_trial": None, "time_budget_s": None, "log_path": None, "refresh_interval_s": 0.5,
+                              "_feeds": True, **state})
         self.console = Console(stderr=True)
         self._reset_clocks()
 
@@ -314,6 +321,8 @@ class ProgressPrinter(tune.Callback):
     def _catch_up(self, trials: list) -> None:
         """Adds Ray's new trials to the table; syncs every status at most once a second
         (Tune steps several times per trial; syncing every step is quadratic in the trials)."""
+        if not self._feeds:
+            return
         if time.monotonic() - self._last_sync >= 1.0:
             self._last_sync = time.monotonic()
             self.table.sync(trials)
@@ -329,9 +338,14 @@ class ProgressPrinter(tune.Callback):
         row_cell = ((trial.config or {}).get("corrotune") or {}).get("cell")
         return escape(f"trial {trial.trial_id}" + (f" [{row_cell}]" if row_cell and row_cell != "base" else ""))
 
+    def _observe(self, trial: Any, **seen: Any) -> None:
+        if self._feeds:
+            self.table.observe(trial.trial_id, **seen)
+
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        self.table.sync([trial])
-        self.table.observe(trial.trial_id, config=trial.config, status="RUNNING", result=result)
+        if self._feeds:
+            self.table.sync([trial])
+        self._observe(trial, config=trial.config, status="RUNNING", result=result)
         primary, mode = self.objectives[0]
         value = result.get(primary)
         marker = ""
@@ -348,7 +362,7 @@ class ProgressPrinter(tune.Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
-        self.table.observe(trial.trial_id, status="TERMINATED")  # Ray sets it after the callbacks
+        self._observe(trial, status="TERMINATED")  # Ray sets it after the callbacks
         self._ended_since_summary += 1
         c = self.counts()
         self._event(f"{self._label(trial)} finished ({c['done']}/{c['total']} trials done)")
@@ -360,7 +374,7 @@ class ProgressPrinter(tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
-        self.table.observe(trial.trial_id, status="ERROR")
+        self._observe(trial, status="ERROR")
         self._ended_since_summary += 1
         failures = f" after {trial.num_failures} failures" if trial.num_failures > 1 else ""
         # the error itself is summarised once when the study ends
@@ -368,7 +382,8 @@ class ProgressPrinter(tune.Callback):
         self._maybe_summary()
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        self.table.sync(trials, statuses=False)
+        if self._feeds:
+            self.table.sync(trials, statuses=False)
         if self.summary() != self._last_summary_text and (self.log_path is not None or not self._is_live):
             self._print_summary()
         self.close()

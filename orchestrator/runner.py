@@ -112,10 +112,12 @@ def build_tuner(study: Study, place: StudyPlace, wandb_mode: str, console: Conso
     objective = study.objective
     objectives = [(o.metric, o.mode) for o in study.objectives]
     # the table goes to the local study folder (for remote storage: published at the end)
+    trials_table = TrialsTableCallback(place.local_dir, objectives)
     callbacks = [
+        trials_table,  # first: the progress lines read its table
         ProgressPrinter(objectives, console, epochs_per_trial=study.epochs(), time_budget_s=study.stop.time_budget_s,
-                        log_path=place.local_dir / LOG_FILE),  # the progress lines, plain, in <study>/corrotune.log
-        TrialsTableCallback(place.local_dir, objectives),
+                        log_path=place.local_dir / LOG_FILE,  # the progress lines, plain, in <study>/corrotune.log
+                        table=trials_table.table),
         UploadBeforeRetry(),  # a retried trial keeps the epochs it reported before failing
         DropRepeatedResults(),  # ... and a resumed one does not list an epoch twice
         SettleEndedTrials(),  # Ray's snapshots stop rewriting the files of trials that ended

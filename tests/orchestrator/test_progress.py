@@ -258,3 +258,38 @@ def test_summaries_after_ended_trials_take_at_most_their_share_of_the_time(monke
     clock.now += 5.0
     printer.on_trial_complete(3, trials, trials[2])
     assert summaries() == 2 and "3/6 done" in console.file.getvalue().splitlines()[-1]
+
+
+class _Both:
+    """The study's order: the trials table's callback first, then the printer reading its table."""
+
+    def __init__(self, *callbacks) -> None:
+        self.callbacks = callbacks
+
+    def __getattr__(self, hook: str):
+        return lambda *args, **kwargs: [getattr(c, hook)(*args, **kwargs) for c in self.callbacks][-1]
+
+
+def test_a_printer_reading_the_trials_tables_rows_prints_the_same_and_counts_each_epoch_once(tmp_path):
+    from orchestrator.trials_table import TrialsTableCallback
+
+    def trials() -> list[SimpleNamespace]:
+        return [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")]
+
+    alone = ProgressPrinter(OBJECTIVES, _log_console(), summary_every=2, summary_interval_s=3600)
+    _drive(alone, trials())
+    table = TrialsTableCallback(tmp_path, OBJECTIVES)
+    reader = ProgressPrinter(OBJECTIVES, _log_console(), summary_every=2, summary_interval_s=3600, table=table.table)
+    _drive(_Both(table, reader), trials())
+
+    assert reader.table is table.table
+    assert _lines(reader) == _lines(alone)
+    assert [row["epochs"] for row in table.table.rows()] == [2, 2, 2]
+    assert [row["status"] for row in table.table.rows()] == ["TERMINATED", "TERMINATED", "ERROR"]
+    restored = pickle.loads(pickle.dumps([table, reader]))  # as in tuner.pkl: still one table
+    assert restored[1].table is restored[0].table
+
+
+def _lines(printer: ProgressPrinter) -> list[str]:
+    """The printer's lines without their elapsed-time prefix."""
+    return [line.split("s ", 1)[-1] if " epoch " in line else line for line in printer.console.file.getvalue().splitlines()]
