@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -27,6 +28,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from ray import tune
 
 from corrotune.files import atomic_open
+from orchestrator._background import Background
 from orchestrator.heartbeat import write_heartbeat
 from orchestrator.ray_repairs.experiment_state import newest_experiment_state, recorded_config, recorded_trials
 
@@ -392,10 +394,12 @@ class TrialsTableCallback(tune.Callback):
 
     ``trials.csv`` is rewritten at most every ``min_interval_s`` (results, trials ending or
     erroring), and at experiment end; the first change after a quiet spell is written at once.
-    A rewrite costs time in proportion to the trials (it runs on Ray Tune's driver loop), so the
-    interval also grows with the last rewrite's cost: rewriting takes at most ``max_write_share``
-    of the loop's time, whatever the study's size (a whole rewrite on every result would make a
-    study of n trials cost O(n²)). The heartbeat is rewritten every
+    A rewrite costs time in proportion to the trials, so the interval also grows with the last
+    rewrite's cost: rewriting takes at most ``max_write_share`` of the time, whatever the
+    study's size (a whole rewrite on every result would make a study of n trials cost O(n²)).
+    The loop only takes the rows (cached per trial); the file is written on a background lane
+    (at 10,000 trials a rewrite took 0.7-0.9 s, during which Ray processed no result), one
+    rewrite at a time; the last one, at experiment end, waits for it. The heartbeat is rewritten every
     ``heartbeat_interval_s``; at experiment end it says ``finished`` or ``interrupted``.
     Writes go straight to the study directory (not Ray's staging copy), so the file is as
     fresh as the driver. Picklable: it holds no files, locks or clocks that matter across
@@ -430,6 +434,11 @@ class TrialsTableCallback(tune.Callback):
         self._write_cost_s = 0.0  # how long the last rewrite took
         self._dirty = False
         self._warned = False
+        self._lane: Background | None = None  # writes trials.csv off the driver's loop
+        self._writing = False  # a rewrite is queued or running on the lane
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lane"}  # the Tuner pickles its callbacks: no thread
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update({"max_write_share": 0.05, **state})  # pickled before it existed
@@ -447,12 +456,32 @@ class TrialsTableCallback(tune.Callback):
         self._last_beat = time.monotonic()
         self._safely(write_heartbeat, self.study_dir, state, self._started)
 
+    def wait_written(self, timeout_s: float | None = None) -> bool:
+        """Waits for the rewrite of trials.csv on the background lane, if one is queued or running; False on timeout."""
+        return self._lane is None or self._lane.drain(timeout_s)
+
     def _write(self) -> None:
-        started = time.monotonic()
+        """Rewrites trials.csv now, on the caller's thread (after any rewrite still on the lane)."""
+        self.wait_written()
         self._dirty = False
-        self._safely(self.table.write_csv, self.study_dir / TRIALS_FILE)
-        self._last_write = time.monotonic()
-        self._write_cost_s = self._last_write - started
+        self._write_rows(self.table.rows())
+
+    def _write_in_background(self) -> None:
+        if self._writing:
+            return  # still dirty: the next hook after that rewrite writes again
+        if self._lane is None:
+            self._lane = Background("trials-table")
+        self._dirty, self._writing = False, True
+        self._lane.submit(functools.partial(self._write_rows, self.table.rows()))  # rows are rebuilt, never changed
+
+    def _write_rows(self, rows: list[dict[str, Any]]) -> None:
+        started = time.monotonic()
+        try:
+            self._safely(_write_rows_csv, rows, self.study_dir / TRIALS_FILE)
+        finally:
+            self._last_write = time.monotonic()
+            self._write_cost_s = self._last_write - started
+            self._writing = False
 
     def write_interval_s(self) -> float:
         """Least time from the end of one rewrite to the next: ``min_interval_s``, longer once a
@@ -461,7 +490,7 @@ class TrialsTableCallback(tune.Callback):
 
     def _maybe_write(self) -> None:
         if self._dirty and time.monotonic() - self._last_write >= self.write_interval_s():
-            self._write()
+            self._write_in_background()
         if time.monotonic() - self._last_beat >= self.heartbeat_interval_s:
             self._beat("running")
 

@@ -120,15 +120,18 @@ def test_callback_throttles_every_rewrite_and_catches_up_on_the_next_step(tmp_pa
     callback.setup(total_num_samples=2)
     a, b = _trial("a"), _trial("b", config=_config(0.2, cell="attention=none"))
     callback.on_trial_result(0, [a, b], a, _result(1, 0.5, 0.9))
+    assert callback.wait_written(timeout_s=10)  # written off the driver's loop
     first = _read_csv(tmp_path / TRIALS_FILE)
     # b is listed too, in the order Ray created the trials, though it has not reported yet
     assert [r["trial_id"] for r in first] == ["a", "b"] and first[0]["best/val/accuracy"] == "0.5"
     callback.on_trial_result(1, [a, b], a, _result(2, 0.7, 0.8))
     callback.on_step_end(2, [a, b])
     callback.on_trial_complete(3, [a, b], a)  # Ray marks it TERMINATED after the callbacks
+    callback.wait_written(timeout_s=10)
     assert _read_csv(tmp_path / TRIALS_FILE) == first  # within min_interval_s: not rewritten
     time.sleep(0.35)
     callback.on_step_end(4, [a, b])
+    callback.wait_written(timeout_s=10)
     rows = {r["trial_id"]: r for r in _read_csv(tmp_path / TRIALS_FILE)}
     assert rows["a"]["status"] == "TERMINATED" and rows["a"]["best/val/accuracy"] == "0.7"
     assert rows["b"]["status"] == "RUNNING" and rows["b"]["cell"] == "attention=none"
@@ -142,10 +145,13 @@ def test_callback_rewrites_once_the_interval_has_passed(tmp_path):
     callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=0.2)
     a = _trial("a")
     callback.on_trial_result(0, [a], a, _result(1, 0.5, 0.9))
+    callback.wait_written(timeout_s=10)
     callback.on_trial_result(1, [a], a, _result(2, 0.7, 0.8))
+    callback.wait_written(timeout_s=10)
     assert _read_csv(tmp_path / TRIALS_FILE)[0]["epochs"] == "1"
     time.sleep(0.25)
     callback.on_step_end(2, [a])  # no new result needed: the pending rows go out on the next step
+    callback.wait_written(timeout_s=10)
     assert _read_csv(tmp_path / TRIALS_FILE)[0]["epochs"] == "2"
 
 
@@ -155,16 +161,17 @@ def test_rewrites_take_at_most_their_share_of_the_driver_loop_however_many_trial
     callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=1.0, max_write_share=0.05)
     writes = []
 
-    def slow_write(path):  # a table so large that a rewrite takes 2 s
+    def slow_write(rows, path):  # a table so large that a rewrite takes 2 s
         writes.append(clock.now)
         clock.now += 2.0
 
-    monkeypatch.setattr(callback.table, "write_csv", slow_write)
+    monkeypatch.setattr("orchestrator.trials_table._write_rows_csv", slow_write)
     callback.setup()
     trial = _trial("a")
     for epoch in range(1, 400):  # a result every 0.5 s for 200 s
         clock.now += 0.5
         callback.on_trial_result(epoch, [trial], trial, _result(epoch, 0.5, 0.5))
+        assert callback.wait_written(timeout_s=10)  # the lane's rewrite, as if the loop ran on meanwhile
     assert len(writes) >= 3  # the first change at once, then as often as the share allows
     assert 2.0 * (len(writes) - 1) / (writes[-1] - writes[0]) <= 0.05 + 1e-9  # whole write cycles
     assert callback.write_interval_s() == 2.0 * 19  # 2 s of writing per 40 s
@@ -325,13 +332,24 @@ def test_a_real_study_keeps_trials_csv_current_and_matching_its_files(tmp_path, 
     spy = _Spy(study / TRIALS_FILE)
 
     class SpyCallback(tune.Callback):
+        """Reads the file once the writer's rewrite on its background lane is done."""
+
+        def __init__(self, writer: TrialsTableCallback) -> None:
+            self.writer = writer  # Ray copies its callbacks together: this stays the writer it runs
+
+        def on_step_end(self, iteration, trials, **info):
+            assert self.writer.wait_written(timeout_s=10)  # no rewrite left running into the next hook
+
         def on_trial_result(self, iteration, trials, trial, result, **info):
+            assert self.writer.wait_written(timeout_s=10)
             spy("result")
 
         def on_trial_complete(self, iteration, trials, trial, **info):
+            assert self.writer.wait_written(timeout_s=10)
             spy("complete")
 
-    _run(tmp_path, "tiny", _tiny_trainable, [TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0, max_write_share=1.0), SpyCallback()])  # every change written
+    writer = TrialsTableCallback(study, OBJECTIVES, min_interval_s=0.0, max_write_share=1.0)  # every change written
+    _run(tmp_path, "tiny", _tiny_trainable, [writer, SpyCallback(writer)])
 
     rows = _read_csv(study / TRIALS_FILE)
     assert len(rows) == 2 and {r["status"] for r in rows} == {"TERMINATED"}
@@ -407,3 +425,31 @@ def test_status_counts_follow_every_change_and_survive_pickling():
     restored = pickle.loads(pickle.dumps(table))
     restored.observe("d", status="RUNNING")
     assert restored.status_counts() == {"TERMINATED": 1, "ERROR": 1, "PENDING": 1, "RUNNING": 1}
+
+
+def test_a_slow_rewrite_never_blocks_the_driver_loop_and_the_end_still_writes_the_last_rows(tmp_path, monkeypatch):
+    import threading
+
+    from orchestrator import trials_table
+
+    release, written = threading.Event(), []
+    real_write = trials_table._write_rows_csv
+
+    def slow_write(rows, path):  # a 10,000-trial table: a rewrite took 0.7-0.9 s
+        release.wait(timeout=10)
+        written.append((threading.current_thread().name, [r["epochs"] for r in rows]))
+        return real_write(rows, path)
+
+    monkeypatch.setattr(trials_table, "_write_rows_csv", slow_write)
+    callback = TrialsTableCallback(tmp_path, OBJECTIVES, min_interval_s=0.0)
+    trial = _trial("a")
+    started = time.monotonic()
+    for epoch in (1, 2, 3):
+        callback.on_trial_result(epoch, [trial], trial, _result(epoch, 0.5, 0.5))
+    assert time.monotonic() - started < 5.0 and not written  # none of the hooks waited for the file
+    release.set()
+    callback.on_experiment_end([trial])
+    assert written[0][0].startswith("corrotune-trials-table") and written[0][1] == [1]  # one rewrite at a time
+    assert written[-1][1] == [3] and _read_csv(tmp_path / TRIALS_FILE)[0]["epochs"] == "3"
+    restored = pickle.loads(pickle.dumps(callback))  # in tuner.pkl: no thread
+    assert restored.wait_written(timeout_s=1)
