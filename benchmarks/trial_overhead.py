@@ -4,7 +4,10 @@
 random sampler, FIFO, W&B disabled, quiet console) in a temporary storage directory; (b) bare Ray
 Tune: a ``tune.Tuner`` on an equivalent function trainable (same seeding, score draws and
 checkpoint) with ``OptunaSearch`` over the same space and sampler, FIFO, ``reuse_actors=True``, the
-same resources and checkpoint settings, ``verbose=0``. Both share one Ray instance started here.
+same resources and checkpoint settings, ``verbose=0``. Each runs in a driver process of its own
+(as a user's ``corrotune run`` does), both connected to one Ray instance started here; a driver's
+peak memory is its kernel-kept high-water mark (``VmHWM``), with the peak of its anonymous
+memory (``RssAnon``, sampled) beside it: the rest is shared libraries mapped from disk.
 
 Per-trial time (``per_trial_ms``) is steady-state wall time per trial: from the moment every worker
 process has reported once to the last trial's report (Unix times the trainables report), divided
@@ -207,11 +210,20 @@ def _measure(run, trials: int) -> dict[str, Any]:
     }
 
 
+def _status_mb(*keys: str) -> dict[str, float]:
+    """Fields of ``/proc/self/status`` (``VmRSS``, ``VmHWM``, ``RssAnon``, ...) in MB."""
+    with open("/proc/self/status") as handle:
+        fields = dict(line.split(":", 1) for line in handle if ":" in line)
+    return {key: int(fields[key].split()[0]) / 1024 for key in keys}
+
+
 class PeakRss:
-    """The driver process's peak resident memory while active (``/proc/self/statm``, sampled every 0.2 s)."""
+    """The driver process's peak resident memory while active (``/proc/self/statm``, sampled every 0.2 s),
+    and the peak of its anonymous part (``RssAnon``)."""
 
     def __init__(self) -> None:
         self.peak_bytes = self.start_bytes = 0
+        self.peak_anon_mb = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -222,6 +234,7 @@ class PeakRss:
     def _sample(self) -> None:
         while True:
             self.peak_bytes = max(self.peak_bytes, self._rss())
+            self.peak_anon_mb = max(self.peak_anon_mb, _status_mb("RssAnon")["RssAnon"])
             if self._stop.wait(0.2):
                 return
 
@@ -244,6 +257,7 @@ def _with_rss(run) -> Callable[[], Path]:
             path = run()
         measured.peak_mb = round(rss.peak_bytes / 2**20, 1)
         measured.start_mb = round(rss.start_bytes / 2**20, 1)
+        measured.peak_anon_mb = round(rss.peak_anon_mb, 1)
         return path
 
     return measured
@@ -252,10 +266,35 @@ def _with_rss(run) -> Callable[[], Path]:
 def _end_to_end(run, trials: int) -> dict[str, Any]:
     measured = _with_rss(run)
     figures = _measure(measured, trials)
-    # the process ran Ray's start, the warm-up and (for corrotune) the bare run before: its RSS at
-    # the start is what a fresh driver would not carry; the growth is the run's own
-    return {**figures, "driver_peak_rss_mb": measured.peak_mb, "driver_rss_at_start_mb": measured.start_mb,
+    # a driver process of its own (_child): its high-water mark is the run's peak, imports included
+    return {**figures, "driver_peak_rss_mb": round(_status_mb("VmHWM")["VmHWM"], 1),
+            "driver_peak_anon_mb": measured.peak_anon_mb, "driver_rss_at_start_mb": measured.start_mb,
             "driver_rss_growth_mb": round(measured.peak_mb - measured.start_mb, 1)}
+
+
+def _in_own_driver(kind: str, args: argparse.Namespace, storage: str, address: str) -> dict[str, Any]:
+    """Runs one study (``bare`` or ``corrotune``) in a new driver process connected to ``address``; its figures."""
+    import subprocess
+
+    command = [sys.executable, __file__, "--_child", kind, "--_address", address, "--_storage", storage,
+               "--trials", str(args.trials), *(["--profile", args.profile] if args.profile and kind == "corrotune" else [])]
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True)
+    if done.returncode:
+        raise RuntimeError(f"the {kind} driver exited with {done.returncode} (its output is above)")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def _child(args: argparse.Namespace) -> None:
+    """The ``--_child`` driver: connects to the benchmark's Ray instance, runs one study, prints its figures."""
+    import ray
+
+    ray.init(address=args._address, log_to_driver=False)
+    with contextlib.redirect_stdout(sys.stderr):
+        if args._child == "bare":
+            figures = _end_to_end(lambda: run_bare(args.trials, args._storage), args.trials)
+        else:
+            figures = _end_to_end(lambda: run_corrotune(args.trials, args._storage, args.profile), args.trials)
+    print(json.dumps(figures))
 
 
 def _driver_callbacks(args: argparse.Namespace, storage: str) -> dict[str, Any]:
@@ -292,10 +331,16 @@ def main() -> None:
     parser.add_argument("--skip-overhead", action="store_true", help="only the driver-callback run")
     parser.add_argument("--memory", choices=("corrotune", "bare"),
                         help="instead of timing: one run of that kind under tracemalloc; what the driver still holds at its end")
+    parser.add_argument("--_child", choices=("bare", "corrotune"), help=argparse.SUPPRESS)
+    parser.add_argument("--_address", help=argparse.SUPPRESS)
+    parser.add_argument("--_storage", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     # num_to_keep forces experiment-state snapshots (in both runs); no warning about it, as the runner does
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if args._child:
+        _child(args)
+        return
     started = time.perf_counter()
     import ray
 
@@ -311,8 +356,11 @@ def main() -> None:
                 report["memory"] = memory
             elif not args.skip_overhead:
                 run_bare(min(args.trials, 20), storage, name="warm-up")
-                bare = _end_to_end(lambda: run_bare(args.trials, storage), args.trials)
-                corrotune = _end_to_end(lambda: run_corrotune(args.trials, storage, args.profile), args.trials)
+                address = ray.get_runtime_context().gcs_address
+                bare = _in_own_driver("bare", args, storage, address)
+                corrotune = _in_own_driver("corrotune", args, storage, address)
+                if not bare["per_trial_ms"]:  # too few trials: one worker's first report was the last
+                    raise SystemExit(f"--trials {args.trials}: too few trials for a steady state; use a few hundred")
                 ratio = corrotune["per_trial_ms"] / bare["per_trial_ms"]
                 end_to_end = corrotune["end_to_end_s"] / bare["end_to_end_s"]
                 report.update({
@@ -320,7 +368,8 @@ def main() -> None:
                     "ratio_corrotune_over_bare": round(ratio, 3), "goal": GOAL, "goal_met": ratio <= GOAL,
                     "end_to_end_ratio": round(end_to_end, 3), "end_to_end_goal": END_TO_END_GOAL,
                     "end_to_end_goal_met": end_to_end <= END_TO_END_GOAL,
-                    "driver_peak_rss_mb": corrotune["driver_peak_rss_mb"], "rss_goal_mb": RSS_GOAL_MB,
+                    "driver_peak_rss_mb": corrotune["driver_peak_rss_mb"], "bare_driver_peak_rss_mb": bare["driver_peak_rss_mb"],
+                    "rss_goal_mb": RSS_GOAL_MB,
                     "rss_goal_met": corrotune["driver_peak_rss_mb"] <= RSS_GOAL_MB,
                 })
             if args.callback_trials and not args.memory:
@@ -330,8 +379,9 @@ def main() -> None:
     report.update({
         "total_s": round(time.perf_counter() - started, 1),
         "note": "per_trial_ms: steady state, all worker processes up, to the last report; one-offs excluded. "
-                "end_to_end: the study's whole run (data preparation, start-up, trials, results) in the same Ray "
-                "instance; driver_peak_rss_mb: the benchmark's process (the driver) while that run lasted",
+                "end_to_end: the study's whole run (data preparation, start-up, trials, results), each in a driver "
+                "process of its own on the same Ray instance; driver_peak_rss_mb: that process's VmHWM (imports "
+                "included), driver_peak_anon_mb its anonymous memory (the rest: shared libraries mapped from disk)",
     })
     print(json.dumps(report, indent=2))
 
