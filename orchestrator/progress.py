@@ -260,14 +260,19 @@ class ProgressPrinter(tune.Callback):
             self._log = _PlainLog(self.log_path)
         self._log.write(plain)
 
-    def _event(self, line: str, notable: bool = False) -> None:
+    def _event(self, line: str, notable: bool = False, plain: str | None = None) -> None:
         """An event line: the log file always; on a terminal only a ``notable`` one (failures,
-        errors) gets its own line above the status line, elsewhere every one is printed."""
-        plain = Text.from_markup(line).plain
+        errors) gets its own line above the status line, elsewhere every one is printed.
+
+        ``plain``: the line without its markup, where the caller has it (two events per trial:
+        parsing the markup back cost more than the rest of the hook).
+        """
+        plain = Text.from_markup(line).plain if plain is None else plain
         self.events.append(plain)
         self._to_log(plain)
         if not self._is_live:
-            self.console.print(line, highlight=False, soft_wrap=True)
+            if not self.console.quiet:  # rich renders a line even for a quiet console, then drops it
+                self.console.print(line, highlight=False, soft_wrap=True)
             return
         if notable:
             self.console.print(line, highlight=False, soft_wrap=True)  # above the live line
@@ -334,9 +339,12 @@ class ProgressPrinter(tune.Callback):
             self._refresh(force=True)  # the clock on the line moves on
         self._maybe_summary()
 
-    def _label(self, trial: Any) -> str:
+    def _plain_label(self, trial: Any) -> str:
         row_cell = ((trial.config or {}).get("corrotune") or {}).get("cell")
-        return escape(f"trial {trial.trial_id}" + (f" [{row_cell}]" if row_cell and row_cell != "base" else ""))
+        return f"trial {trial.trial_id}" + (f" [{row_cell}]" if row_cell and row_cell != "base" else "")
+
+    def _label(self, trial: Any) -> str:
+        return escape(self._plain_label(trial))
 
     def _observe(self, trial: Any, **seen: Any) -> None:
         if self._feeds:
@@ -352,20 +360,22 @@ class ProgressPrinter(tune.Callback):
         if isinstance(value, (int, float)) and (
             self.best is None or (value > self.best if mode == "max" else value < self.best)
         ):
-            self.best, marker = float(value), "  [green]new best[/green]"
+            self.best, marker = float(value), "  new best"
         shown = " ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
         if "train/loss" in result and "train/loss" not in dict(self.objectives):
             shown += f" train/loss={_fmt(result['train/loss'])}"
         epoch = result.get("epoch", result.get("training_iteration"))
-        elapsed = time.monotonic() - self.started
-        self._event(f"[dim]{elapsed:7.1f}s[/dim] {self._label(trial)} epoch {epoch}: {shown}{marker}")
+        elapsed, label = time.monotonic() - self.started, self._plain_label(trial)
+        self._event(f"[dim]{elapsed:7.1f}s[/dim] {escape(label)} epoch {epoch}: {escape(shown)}{marker and f'  [green]{marker.strip()}[/green]'}",
+                    plain=f"{elapsed:7.1f}s {label} epoch {epoch}: {shown}{marker}")
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
         self._observe(trial, status="TERMINATED")  # Ray sets it after the callbacks
         self._ended_since_summary += 1
         c = self.counts()
-        self._event(f"{self._label(trial)} finished ({c['done']}/{c['total']} trials done)")
+        line = f"{self._plain_label(trial)} finished ({c['done']}/{c['total']} trials done)"
+        self._event(escape(line), plain=line)
         self._maybe_summary()
 
     def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:

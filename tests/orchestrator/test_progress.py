@@ -293,3 +293,12 @@ def test_a_printer_reading_the_trials_tables_rows_prints_the_same_and_counts_eac
 def _lines(printer: ProgressPrinter) -> list[str]:
     """The printer's lines without their elapsed-time prefix."""
     return [line.split("s ", 1)[-1] if " epoch " in line else line for line in printer.console.file.getvalue().splitlines()]
+
+
+def test_a_quiet_console_prints_nothing_and_the_log_file_still_gets_every_line(tmp_path):
+    console = Console(file=io.StringIO(), quiet=True)
+    printer = ProgressPrinter(OBJECTIVES, console, summary_every=2, summary_interval_s=3600, log_path=tmp_path / "corrotune.log")
+    _drive(printer, [_trial("a", "attention=eca"), _trial("b", "attention=none"), _trial("c", "attention=none")])
+    assert console.file.getvalue() == ""
+    logged = (tmp_path / "corrotune.log").read_text().splitlines()
+    assert sum(" epoch " in line for line in logged) == 6 and any("finished (2/3 trials done)" in line for line in logged)
