@@ -299,7 +299,8 @@ def _child(args: argparse.Namespace) -> None:
 
 def _driver_callbacks(args: argparse.Namespace, storage: str) -> dict[str, Any]:
     """W&B offline, artifacts on: the driver's time per result, in total and per callback."""
-    from benchmarks._driver_timing import driver_timing
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # run as a script: the helper beside it
+    from _driver_timing import driver_timing
 
     params = {"epochs": args.callback_epochs, "artifacts": args.callback_artifacts}
     with driver_timing() as timing:
