@@ -148,6 +148,12 @@ def write_table(path: Path, table: dict[str, Any]) -> None:
     partial.replace(path)
 
 
+def _portable(setup: dict[str, Any]) -> dict[str, Any]:
+    """``setup`` with its data folder by name: a table measured in another checkout (another
+    absolute path to the same dataset, the same images per class: ``subset``) is still this setup."""
+    return {**setup, "data": Path(setup["data"]).name} if isinstance(setup.get("data"), str) else setup
+
+
 def load_table(path: Path, expected_setup: dict[str, Any]) -> dict[str, Any]:
     """A table written by an earlier run with the same setup.
 
@@ -160,9 +166,9 @@ def load_table(path: Path, expected_setup: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"--table {path}: cannot read it ({err}); delete it to measure the grid again") from None
     if not isinstance(table, dict) or table.get("version") != TABLE_VERSION or "configs" not in table:
         raise SystemExit(f"--table {path}: not a search_efficiency table (version {TABLE_VERSION}); delete it to measure again")
-    if table.get("setup") != expected_setup:
-        changed = sorted(k for k in {*expected_setup, *table.get("setup", {})}
-                         if expected_setup.get(k) != table.get("setup", {}).get(k))
+    measured, expected = _portable(table.get("setup") or {}), _portable(expected_setup)
+    if measured != expected:
+        changed = sorted(k for k in {*expected, *measured} if expected.get(k) != measured.get(k))
         raise SystemExit(f"--table {path}: measured with another setup (differs in {', '.join(changed)}); "
                          "delete it or pass another --table to measure this one")
     return table

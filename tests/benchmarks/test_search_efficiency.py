@@ -171,6 +171,9 @@ def test_a_table_of_another_setup_is_refused_with_the_key_that_differs(tmp_path,
     path = tmp_path / "table.json"
     write_table(path, {"version": TABLE_VERSION, "setup": setup, "configs": []})
     assert load_table(path, setup)["setup"] == setup
+    assert load_table(path, {**setup, "data": "/elsewhere/xsdd"})  # the same set in another checkout
+    with pytest.raises(SystemExit, match=r"differs in data"):
+        load_table(path, {**setup, "data": "/data/neu-det"})
     with pytest.raises(SystemExit, match=r"differs in params"):
         load_table(path, {**setup, "params": {"epochs": 4}})
     path.write_text("{not json")
