@@ -356,18 +356,18 @@ class ProgressPrinter(tune.Callback):
         self._observe(trial, config=trial.config, status="RUNNING", result=result)
         primary, mode = self.objectives[0]
         value = result.get(primary)
-        marker = ""
-        if isinstance(value, (int, float)) and (
+        new_best = isinstance(value, (int, float)) and (
             self.best is None or (value > self.best if mode == "max" else value < self.best)
-        ):
-            self.best, marker = float(value), "  new best"
+        )
+        if new_best:
+            self.best = float(value)
         shown = " ".join(f"{m}={_fmt(result.get(m))}" for m, _ in self.objectives)
         if "train/loss" in result and "train/loss" not in dict(self.objectives):
             shown += f" train/loss={_fmt(result['train/loss'])}"
         epoch = result.get("epoch", result.get("training_iteration"))
         elapsed, label = time.monotonic() - self.started, self._plain_label(trial)
-        self._event(f"[dim]{elapsed:7.1f}s[/dim] {escape(label)} epoch {epoch}: {escape(shown)}{marker and f'  [green]{marker.strip()}[/green]'}",
-                    plain=f"{elapsed:7.1f}s {label} epoch {epoch}: {shown}{marker}")
+        self._event(f"[dim]{elapsed:7.1f}s[/dim] {escape(label)} epoch {epoch}: {escape(shown)}" + ("  [green]new best[/green]" if new_best else ""),
+                    plain=f"{elapsed:7.1f}s {label} epoch {epoch}: {shown}" + ("  new best" if new_best else ""))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._catch_up(trials)
