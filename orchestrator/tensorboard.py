@@ -14,16 +14,30 @@ driver's staging folder, never wait on them); for remote storage (``s3://`` ...)
 staging folder that Ray's snapshots upload, and at the experiment's end the lane is drained and
 the event files written in this session are uploaded once more (Ray's last upload comes before
 its callbacks' ``on_experiment_end``).
+
+How they are written: Ray's logger opens a ``tensorboardX.SummaryWriter`` per trial, and each
+starts a thread of its own that reads the events from a ``multiprocessing`` queue (with its
+feeder thread) and flushes every 30 s: three threads per trial started and joined, all taking
+the driver's GIL (about a fifth of the driver's busy time with no-op trials in
+``benchmarks/trial_overhead.py``, in bare Ray Tune too). Here every event is written on the
+lane itself, in the same format, through tensorboardX's synchronous ``EventsWriter``, with the
+same summaries (``tensorboardX.summary``) Ray's logger makes: scalars, histograms for lists,
+images and videos for arrays, and the trial's hparams when it ends. Each result is flushed at
+once, so TensorBoard shows a step as soon as it is reported.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 from ray.tune.logger import TBXLoggerCallback
+from ray.tune.utils import flatten_dict
 
 from orchestrator._background import Background
 from orchestrator.ray_repairs.atomic_fs import trial_is_local, upload
@@ -36,6 +50,77 @@ DRAIN_TIMEOUT_S = 120.0
 """How long the experiment's end waits for event files still being written."""
 
 EVENT_FILES = "events.out.tfevents.*"
+
+SKIPPED_KEYS = ("config", "pid", "timestamp", "time_total_s", "training_iteration")
+"""Result keys Ray's logger leaves out of the event files (kept the same here)."""
+
+SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+"""What Ray's logger writes as a scalar (``bool`` is an ``int``: it is written too, as there)."""
+
+
+def _default_bins() -> list[float]:
+    """``tensorboardX.SummaryWriter``'s histogram buckets (TensorFlow's: +-1e-12 .. 1e20, factor 1.1)."""
+    buckets, value = [], 1e-12
+    while value < 1e20:
+        buckets.append(value)
+        value *= 1.1
+    return [-b for b in reversed(buckets)] + [0.0] + buckets
+
+
+class _EventFile:
+    """One trial's TensorBoard event file, written synchronously by the caller (the lane).
+
+    ``tensorboardX.SummaryWriter`` without its thread and queue: the same file name
+    (``events.out.tfevents.<time>.<host>``), record framing and summaries.
+    """
+
+    _bins: list[float] | None = None  # built on first use, shared by every file
+    _warned = False
+
+    def __init__(self, folder: str) -> None:
+        from tensorboardX.event_file_writer import EventsWriter
+
+        self._writer = EventsWriter(os.path.join(folder, "events"))
+
+    def add(self, summary: Any, step: int | None = None) -> None:
+        from tensorboardX.proto import event_pb2
+
+        event = event_pb2.Event(summary=summary, wall_time=time.time())
+        if step is not None:
+            event.step = int(step)
+        self._writer.write_event(event)
+
+    def add_value(self, tag: str, value: Any, step: int) -> bool:
+        """Writes ``value`` as Ray's logger would (scalar, histogram, image(s), video); False: not loggable."""
+        from tensorboardX import summary
+
+        if isinstance(value, SCALAR_TYPES):
+            if np.isnan(value):
+                return False
+            self.add(summary.scalar(tag, value), step)
+            return True
+        if not ((isinstance(value, list) and value) or (isinstance(value, np.ndarray) and value.size)):
+            return False
+        if isinstance(value, np.ndarray) and value.ndim in (3, 4):
+            self.add(summary.image(tag, value, dataformats="CHW" if value.ndim == 3 else "NCHW"), step)
+        elif isinstance(value, np.ndarray) and value.ndim == 5:
+            self.add(summary.video(tag, value, fps=20), step)
+        else:
+            if _EventFile._bins is None:
+                _EventFile._bins = _default_bins()
+            try:
+                self.add(summary.histogram(tag, value, _EventFile._bins), step)
+            except (ValueError, TypeError):  # e.g. [[]]: as Ray's logger, warn once and go on
+                if not _EventFile._warned:
+                    _EventFile._warned = True
+                    logger.warning("TensorBoard: cannot log %s=%r", tag, value)
+        return True
+
+    def flush(self) -> None:
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
 
 
 def tensorboard_logger() -> BackgroundTensorBoard | None:
@@ -70,16 +155,21 @@ class _TrialFolder:
 
 
 class BackgroundTensorBoard(TBXLoggerCallback):
-    """Ray's ``TBXLoggerCallback``, each hook queued on one ordered background lane.
+    """Ray's ``TBXLoggerCallback`` (its type: Ray adds no logger of its own), each hook queued on
+    one ordered background lane, where the event files are written without ``SummaryWriter``'s
+    threads (see the module doc).
 
     Raises:
         ImportError: ``tensorboardX`` is missing (as Ray's logger does).
     """
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__()  # ImportError without tensorboardX
         self._lane: Background | None = None
         self._remote: dict[str, tuple[Any, str, str]] = {}  # trial id -> (filesystem, staging, storage folder)
+        # on the lane only: trial id -> its open event file, and the values of its last result
+        self._files: dict[str, _EventFile] = {}
+        self._last: dict[str, dict[str, Any]] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         return {}  # the Tuner pickles its callbacks (tuner.pkl): no thread, no open writer, nothing to keep
@@ -115,6 +205,51 @@ class BackgroundTensorBoard(TBXLoggerCallback):
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._queue(functools.partial(self.log_trial_end, self._folder(trial), failed=True))
+
+    # Ray's ``LoggerCallback`` hooks, run on the lane (Ray's own write through a SummaryWriter each)
+    def log_trial_start(self, trial: _TrialFolder) -> None:
+        if trial.trial_id in self._files:  # restarted: a new event file, as Ray's logger starts one
+            self._files.pop(trial.trial_id).close()
+        trial.init_local_path()
+        self._files[trial.trial_id] = _EventFile(trial.local_path)
+        self._last[trial.trial_id] = {}
+
+    def log_trial_result(self, iteration: int, trial: _TrialFolder, result: dict) -> None:
+        if trial.trial_id not in self._files:
+            self.log_trial_start(trial)
+        events = self._files[trial.trial_id]
+        step = result.get("timesteps_total") or result["training_iteration"]
+        flat = flatten_dict({k: v for k, v in result.items() if k not in SKIPPED_KEYS}, delimiter="/")
+        logged = {}
+        for key, value in flat.items():
+            tag = f"ray/tune/{key}"
+            if events.add_value(tag, value, step):
+                logged[tag] = value
+        self._last[trial.trial_id] = logged
+        events.flush()
+
+    def log_trial_end(self, trial: _TrialFolder, failed: bool = False) -> None:
+        events = self._files.pop(trial.trial_id, None)
+        last = self._last.pop(trial.trial_id, {})
+        if events is None:
+            return
+        metrics = {k: v for k, v in last.items() if isinstance(v, SCALAR_TYPES)}
+        if trial.evaluated_params and metrics:
+            self._write_hparams(events, trial.evaluated_params, metrics)
+        events.close()
+
+    def _write_hparams(self, events: _EventFile, params: dict[str, Any], metrics: dict[str, Any]) -> None:
+        """The trial's hyperparameters beside its last metrics (TensorBoard's HPARAMS tab), as Ray's logger writes them."""
+        from tensorboardX.summary import hparams
+
+        flat = flatten_dict(params)
+        kept = {k: v for k, v in flat.items() if isinstance(v, self.VALID_HPARAMS)}
+        kept.update({k: v.tolist() for k, v in flat.items() if isinstance(v, self.VALID_NP_HPARAMS)})
+        try:
+            for summary in hparams(hparam_dict=kept, metric_dict=metrics):
+                events.add(summary)
+        except Exception:  # noqa: BLE001 - as Ray's logger: an odd value costs the hparams, not the trial
+            logger.exception("TensorBoard: could not write the trial's hparams")
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._lane is not None and not self._lane.drain(timeout_s=DRAIN_TIMEOUT_S):

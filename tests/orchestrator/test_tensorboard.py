@@ -110,3 +110,55 @@ def test_a_study_run_leaves_event_files_tensorboard_reads_in_its_trial_folders(t
     [trial_dir] = [p for p in tiny_study.iterdir() if (p / "result.json").is_file()]
     scalars = read_scalars(trial_dir)
     assert [step for step, _ in scalars["ray/tune/val/accuracy"]] == [1, 2]
+
+
+def read_events(folder: Path) -> list:
+    """Every event of every event file in ``folder``, in order."""
+    events = []
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, at = path.read_bytes(), 0
+        while at < len(data):
+            (length,) = struct.unpack_from("<Q", data, at)
+            events.append(event_pb2.Event.FromString(data[at + 12: at + 12 + length]))
+            at += 12 + length + 4
+    return events
+
+
+def test_writes_what_rays_logger_writes_histograms_hparams_and_no_nan(tmp_path):
+    logger = BackgroundTensorBoard()
+    trial = FakeTrial(tmp_path, atomic_local_filesystem())
+    logger.on_trial_start(iteration=0, trials=[trial], trial=trial)
+    for epoch in (1, 2):
+        result = {"training_iteration": epoch, "val/f1": epoch / 10, "loss": float("nan"), "per_class": [0.1, 0.5, 0.9],
+                  "phase": "fine_tune", "pid": 7, "config": {"lr": 0.1}, "timesteps_total": None}
+        logger.on_trial_result(iteration=epoch, trials=[trial], trial=trial, result=result)
+    logger.on_trial_complete(iteration=2, trials=[trial], trial=trial)
+    logger.on_experiment_end(trials=[trial])
+    events = read_events(Path(trial.path))
+    assert events[0].file_version == "brain.Event:2"
+    tags = {value.tag for event in events for value in event.summary.value}
+    assert {"ray/tune/val/f1", "ray/tune/per_class"} <= tags
+    assert not {"ray/tune/loss", "ray/tune/pid", "ray/tune/phase", "ray/tune/config/lr"} & tags
+    [histogram] = [v.histo for e in events for v in e.summary.value if v.tag == "ray/tune/per_class" and e.step == 2]
+    assert histogram.num == 3 and histogram.min == pytest.approx(0.1) and histogram.max == pytest.approx(0.9)
+    plugins = [v.metadata.plugin_data.plugin_name for e in events for v in e.summary.value if v.metadata.plugin_data.plugin_name]
+    assert plugins.count("hparams") == 3  # experiment, session start, session end: TensorBoard's HPARAMS tab
+    hparams_blob = b"".join(v.metadata.plugin_data.content for e in events for v in e.summary.value)
+    assert b"lr" in hparams_blob and b"ray/tune/val/f1" in hparams_blob
+
+
+def test_open_trials_cost_no_thread_each(tmp_path):
+    logger = BackgroundTensorBoard()
+    trials = [FakeTrial(tmp_path, atomic_local_filesystem(), f"t{i}") for i in range(20)]
+    for trial in trials:
+        logger.on_trial_start(iteration=0, trials=trials, trial=trial)
+        logger.on_trial_result(iteration=1, trials=trials, trial=trial, result={"training_iteration": 1, "score": 1.0})
+    logger._lane.drain(timeout_s=30)
+    before = threading.active_count()
+    assert len(logger._files) == 20  # twenty event files open ...
+    assert before < 20  # ... and no thread (nor queue feeder) for each, as SummaryWriter starts
+    for trial in trials:
+        logger.on_trial_complete(iteration=1, trials=trials, trial=trial)
+    logger.on_experiment_end(trials=trials)
+    assert not logger._files
+    assert all(read_scalars(Path(t.path))["ray/tune/score"] == [(1, 1.0)] for t in trials)
