@@ -206,7 +206,7 @@ class BackgroundTensorBoard(TBXLoggerCallback):
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         self._queue(functools.partial(self.log_trial_end, self._folder(trial), failed=True))
 
-    # Ray's ``LoggerCallback`` hooks, run on the lane (Ray's own write through a SummaryWriter each)
+    # Ray's ``LoggerCallback`` hooks, overridden: they run on the lane and write through _EventFile
     def log_trial_start(self, trial: _TrialFolder) -> None:
         if trial.trial_id in self._files:  # restarted: a new event file, as Ray's logger starts one
             self._files.pop(trial.trial_id).close()
@@ -251,7 +251,16 @@ class BackgroundTensorBoard(TBXLoggerCallback):
         except Exception:  # noqa: BLE001 - as Ray's logger: an odd value costs the hparams, not the trial
             logger.exception("TensorBoard: could not write the trial's hparams")
 
+    def _close_all(self) -> None:
+        """Closes the event files of trials that did not end (an interrupted experiment); each is flushed already."""
+        for events in self._files.values():
+            events.close()
+        self._files.clear()
+        self._last.clear()
+
     def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._lane is not None:
+            self._lane.submit(self._close_all)
         if self._lane is not None and not self._lane.drain(timeout_s=DRAIN_TIMEOUT_S):
             logger.warning("TensorBoard: %d writes not done within %.0f s; some event files may lack their last steps",
                            self._lane.pending(), DRAIN_TIMEOUT_S)
