@@ -289,7 +289,8 @@ def _in_own_driver(kind: str, args: argparse.Namespace, storage: str, address: s
         if done.returncode:
             raise RuntimeError(f"the {kind} driver exited with {done.returncode} (its output is above)")
         figures = json.loads(done.stdout.strip().splitlines()[-1])
-        if figures["worker_processes"] >= args.cpus:
+        all_workers = figures["worker_processes"] >= args.cpus
+        if all_workers:
             break
         # Ray hands a freed cached actor to the trial whose own actor is still starting and removes
         # that one (TuneController._maybe_reuse_cached_actor): with trials of milliseconds it can
@@ -297,7 +298,7 @@ def _in_own_driver(kind: str, args: argparse.Namespace, storage: str, address: s
         # rate. Such a run measures Ray's race, not the driver: it is kept aside and run again.
         short.append({"worker_processes": figures["worker_processes"], "end_to_end_s": figures["end_to_end_s"]})
     return {**figures, "attempts": attempt, "runs_with_fewer_workers": short,
-            "all_workers_took_trials": figures["worker_processes"] >= args.cpus}
+            "all_workers_took_trials": all_workers}
 
 
 def _child(args: argparse.Namespace) -> None:

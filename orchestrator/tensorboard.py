@@ -36,8 +36,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+from ray.air.constants import TIMESTAMP, TRAINING_ITERATION
 from ray.tune.logger import TBXLoggerCallback
+from ray.tune.logger.tensorboardx import VALID_SUMMARY_TYPES
+from ray.tune.result import PID, TIME_TOTAL_S, TIMESTEPS_TOTAL
 from ray.tune.utils import flatten_dict
+from ray.util.debug import log_once
 
 from orchestrator._background import Background
 from orchestrator.ray_repairs.atomic_fs import trial_is_local, upload
@@ -51,10 +55,10 @@ DRAIN_TIMEOUT_S = 120.0
 
 EVENT_FILES = "events.out.tfevents.*"
 
-SKIPPED_KEYS = ("config", "pid", "timestamp", "time_total_s", "training_iteration")
+SKIPPED_KEYS = ("config", PID, TIMESTAMP, TIME_TOTAL_S, TRAINING_ITERATION)
 """Result keys Ray's logger leaves out of the event files (kept the same here)."""
 
-SCALAR_TYPES = (int, float, np.float32, np.float64, np.int32, np.int64)
+SCALAR_TYPES = tuple(VALID_SUMMARY_TYPES)
 """What Ray's logger writes as a scalar (``bool`` is an ``int``: it is written too, as there)."""
 
 
@@ -75,7 +79,6 @@ class _EventFile:
     """
 
     _bins: list[float] | None = None  # built on first use, shared by every file
-    _warned = False
 
     def __init__(self, folder: str) -> None:
         from tensorboardX.event_file_writer import EventsWriter
@@ -111,8 +114,7 @@ class _EventFile:
             try:
                 self.add(summary.histogram(tag, value, _EventFile._bins), step)
             except (ValueError, TypeError):  # e.g. [[]]: as Ray's logger, warn once and go on
-                if not _EventFile._warned:
-                    _EventFile._warned = True
+                if log_once("corrotune-invalid-tensorboard-value"):
                     logger.warning("TensorBoard: cannot log %s=%r", tag, value)
         return True
 
@@ -218,7 +220,7 @@ class BackgroundTensorBoard(TBXLoggerCallback):
         if trial.trial_id not in self._files:
             self.log_trial_start(trial)
         events = self._files[trial.trial_id]
-        step = result.get("timesteps_total") or result["training_iteration"]
+        step = result.get(TIMESTEPS_TOTAL) or result[TRAINING_ITERATION]
         flat = flatten_dict({k: v for k, v in result.items() if k not in SKIPPED_KEYS}, delimiter="/")
         logged = {}
         for key, value in flat.items():
@@ -261,9 +263,9 @@ class BackgroundTensorBoard(TBXLoggerCallback):
     def on_experiment_end(self, trials: list, **info: Any) -> None:
         if self._lane is not None:
             self._lane.submit(self._close_all)
-        if self._lane is not None and not self._lane.drain(timeout_s=DRAIN_TIMEOUT_S):
-            logger.warning("TensorBoard: %d writes not done within %.0f s; some event files may lack their last steps",
-                           self._lane.pending(), DRAIN_TIMEOUT_S)
+            if not self._lane.drain(timeout_s=DRAIN_TIMEOUT_S):
+                logger.warning("TensorBoard: %d writes not done within %.0f s; some event files may lack their last steps",
+                               self._lane.pending(), DRAIN_TIMEOUT_S)
         for _, (filesystem, staging, target) in sorted(self._remote.items()):
             for path in sorted(Path(staging).glob(EVENT_FILES)):
                 upload(filesystem, path, target)
