@@ -49,6 +49,11 @@ WITHIN_POINTS = 1.0
 METRIC = "val/accuracy"
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "xsdd"
 GRID = {"lr": [3e-4, 1e-3, 3e-3, 1e-2], "dropout": [0.0, 0.5], "dense_units": [0, 256]}
+# ``--space``: the 16-point space above, or the same with the papers' loss choice beside it
+# (cross-entropy or focal, P000/P002): 32 points, a 256-epoch grid. (The papers' GAP/GMP choice
+# is no factor at 32 px: resnet10t's last map is 1x1 there, and a 64-point grid with it gave
+# bit-identical curves for gap and gmp; see docs/search_efficiency.md.)
+SPACES = {"small": GRID, "wide": {**GRID, "loss": ["ce", "focal"]}}
 PARAMS = {
     "backbone": "resnet10t", "pretrained": False, "image_size": 32, "batch_size": 32, "epochs": 8,
     "lr_schedule": "cosine",  # settled curves: a constant lr swung val/accuracy by 10-25 points between epochs
@@ -65,10 +70,10 @@ CONCURRENCY = 2  # the searches' (replayed and live)
 GRID_CONCURRENCY = 4  # the grid's trials at once (more processes at nice 19 on a shared machine)
 
 
-def _setup(data: Path, epochs: int, images: int, training_seeds: int) -> dict:
+def _setup(data: Path, epochs: int, images: int, training_seeds: int, grid: dict = GRID) -> dict:
     plan = subset_plan(data, images, SUBSET_SEED)
     return {
-        "data": str(data), "split": SPLIT, "grid": GRID, "params": {**PARAMS, "epochs": epochs}, "metric": METRIC,
+        "data": str(data), "split": SPLIT, "grid": grid, "params": {**PARAMS, "epochs": epochs}, "metric": METRIC,
         "training_seeds": list(range(training_seeds)),
         "subset": {"requested": images, "images": sum(map(len, plan.values())), "seed": SUBSET_SEED, "stratified": True,
                    "per_class": {name: len(files) for name, files in plan.items()}},
@@ -93,9 +98,9 @@ def measure_table(setup: dict, out: Path) -> dict:
         if done.exists() and json.loads(done.read_text()).get("setup") == {**setup, "training_seeds": None}:
             study_dir, wall = out / "grid" / name, json.loads(done.read_text())["wall_s"]
         else:
-            study = grid_study(data, GRID, params, METRIC, SPLIT, name=name, concurrency=GRID_CONCURRENCY)
+            study = grid_study(data, setup["grid"], params, METRIC, SPLIT, name=name, concurrency=GRID_CONCURRENCY)
             study_dir, wall = run_grid(study, out / "grid")
-        per_seed.append(read_table(study_dir, GRID, METRIC, params["epochs"]))
+        per_seed.append(read_table(study_dir, setup["grid"], METRIC, params["epochs"]))
         done.write_text(json.dumps({"setup": {**setup, "training_seeds": None}, "wall_s": wall}))
         walls.append(round(wall, 1))
         dirs.append(str(study_dir))
@@ -109,6 +114,8 @@ def measure_table(setup: dict, out: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATASET, help="classification image folder (default: the shared xsdd)")
+    parser.add_argument("--space", choices=sorted(SPACES), default="small",
+                        help="small: lr x dropout x dense units (16 points); wide: also the loss, ce or focal (32 points)")
     parser.add_argument("--epochs", type=int, default=PARAMS["epochs"], help="epoch budget of every grid trial")
     parser.add_argument("--images", type=int, default=SUBSET_IMAGES, help="size of a seeded stratified subset (0: all images)")
     parser.add_argument("--training-seeds", type=int, default=TRAINING_SEEDS,
@@ -128,7 +135,7 @@ def main() -> None:
     if args.epochs < 2:
         raise SystemExit("--epochs must be at least 2 (ASHA needs a rung below the budget)")
     os.environ.setdefault("WANDB_MODE", "disabled")
-    setup = _setup(args.data.resolve(), args.epochs, args.images, args.training_seeds)
+    setup = _setup(args.data.resolve(), args.epochs, args.images, args.training_seeds, SPACES[args.space])
     from orchestrator.spec import StudyError
 
     try:
