@@ -214,3 +214,26 @@ def test_the_command_refuses_bad_options_before_anything_runs(monkeypatch, argv,
     monkeypatch.setattr(sys, "argv", ["search_efficiency.py", *argv])
     with pytest.raises(SystemExit, match=message):
         module.main()
+
+
+@pytest.mark.parametrize(("space", "table"), [("small", "search_table.json"), ("wide", "search_table_wide.json")])
+def test_each_shipped_table_is_the_grid_of_its_space_every_point_every_seed(monkeypatch, space, table):
+    """The tables in benchmarks/ replay with ``--space``: their setup is what the benchmark would
+    measure, and they hold every grid point with a full curve per training seed."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    import search_efficiency
+    from _search_grid import load_table
+
+    if not search_efficiency.DATASET.is_dir():
+        pytest.skip(f"{search_efficiency.DATASET} not here (the shared datasets)")
+    grid = search_efficiency.SPACES[space]
+    setup = search_efficiency._setup(search_efficiency.DATASET, search_efficiency.PARAMS["epochs"], 0,
+                                     search_efficiency.TRAINING_SEEDS, grid)
+    loaded = load_table(BENCHMARKS / table, setup)
+    points = {tuple(c["params"][k] for k in grid) for c in loaded["configs"]}
+    expected = 1
+    for values in grid.values():
+        expected *= len(values)
+    assert len(points) == len(loaded["configs"]) == expected
+    assert all(len(c["curves"]) == search_efficiency.TRAINING_SEEDS for c in loaded["configs"])
+    assert all(len(curve) == search_efficiency.PARAMS["epochs"] for c in loaded["configs"] for curve in c["curves"])
